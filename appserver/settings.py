@@ -1,0 +1,300 @@
+"""Settings, all from the environment (django-environ).
+
+With nothing set, the server runs on the embedded default: SQLite, a local-memory cache, and the
+local STS/OSS emulator (`python -m emulator`) with its development keys. `APP_ENV=production`
+switches every default to the safe side and refuses to start without the secrets it needs.
+Every setting is listed, with its variable and default, in docs/configuration.md.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+from emulator import config as emulator_defaults
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+# A developer's own overrides; never committed (see .env.example).
+if (BASE_DIR / ".env").is_file():
+    environ.Env.read_env(BASE_DIR / ".env")
+
+APP_ENV = env.str("APP_ENV", default="local")
+if APP_ENV not in {"local", "production"}:
+    raise ImproperlyConfigured(f"APP_ENV must be 'local' or 'production', not {APP_ENV!r}.")
+PRODUCTION = APP_ENV == "production"
+
+
+def _required(name: str, cast=str, local_default=None):
+    """A setting production must be given; locally it falls back to the embedded default."""
+    if name in env.ENVIRON and env.ENVIRON[name] != "":
+        return env.get_value(name, cast=cast)
+    if PRODUCTION:
+        raise ImproperlyConfigured(
+            f"{name} is not set. APP_ENV=production needs it: set it in the environment "
+            "(see .env.example and docs/configuration.md)."
+        )
+    return local_default
+
+
+# --- Core -------------------------------------------------------------------------------------
+SECRET_KEY = _required("SECRET_KEY", local_default="local-development-only-" + "x" * 40)
+DEBUG = env.bool("DEBUG", default=not PRODUCTION)
+ALLOWED_HOSTS = (
+    _required("ALLOWED_HOSTS", cast=list)
+    if PRODUCTION
+    else env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
+)
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework_simplejwt.token_blacklist",
+    "drf_spectacular",
+    "accounts",
+    "policies",
+    "tokens",
+    "uploads",
+    "reports",
+]
+
+MIDDLEWARE = [
+    "appserver.middleware.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "appserver.urls"
+WSGI_APPLICATION = "appserver.wsgi.application"
+AUTH_USER_MODEL = "accounts.User"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database and cache -----------------------------------------------------------------------
+DATABASE_URL = _required(
+    "DATABASE_URL", local_default=f"sqlite:///{BASE_DIR / 'var' / 'db.sqlite3'}"
+)
+DATABASES = {"default": env.db_url_config(DATABASE_URL)}
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    (BASE_DIR / "var").mkdir(exist_ok=True)
+
+REDIS_URL = _required("REDIS_URL", local_default="")
+CACHE_KEY_PREFIX = env.str("CACHE_KEY_PREFIX", default="appserver")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": CACHE_KEY_PREFIX,
+            "TIMEOUT": 300,
+            # Bounded so a stalled Redis degrades requests instead of hanging workers.
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+        }
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": "appserver",
+            "KEY_PREFIX": CACHE_KEY_PREFIX,
+        }
+    }
+
+# --- Passwords, i18n, static ------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+WHITENOISE_USE_FINDERS = not PRODUCTION  # serve app static files without collectstatic locally
+if not PRODUCTION:
+    STATIC_ROOT.mkdir(exist_ok=True)
+STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").is_dir() else []
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            if PRODUCTION
+            else "django.contrib.staticfiles.storage.StaticFilesStorage"
+        )
+    },
+}
+
+# --- Security (production) --------------------------------------------------------------------
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=PRODUCTION)
+# Load balancer and container health checks speak plain HTTP to the container.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SESSION_COOKIE_SECURE = PRODUCTION
+CSRF_COOKIE_SECURE = PRODUCTION
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000 if PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = PRODUCTION
+SECURE_HSTS_PRELOAD = PRODUCTION
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+
+# --- REST API ---------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework_simplejwt.authentication.JWTAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "appserver.errors.exception_handler",
+    "DEFAULT_THROTTLE_RATES": {
+        "login_ip": env.str("THROTTLE_LOGIN_IP", default="30/min"),
+        "login_username": env.str("THROTTLE_LOGIN_USERNAME", default="10/min"),
+        "register": env.str("THROTTLE_REGISTER", default="10/hour"),
+        "credentials": env.str("THROTTLE_CREDENTIALS", default="120/min"),
+        "tickets": env.str("THROTTLE_TICKETS", default="120/min"),
+    },
+    "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
+}
+
+SIMPLE_JWT = {
+    "ACCESS_TOKEN_LIFETIME": timedelta(seconds=env.int("JWT_ACCESS_SECONDS", default=900)),
+    "REFRESH_TOKEN_LIFETIME": timedelta(days=env.int("JWT_REFRESH_DAYS", default=30)),
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
+    "UPDATE_LAST_LOGIN": True,
+    "SIGNING_KEY": env.str("JWT_SIGNING_KEY", default=SECRET_KEY),
+    "USER_ID_FIELD": "id",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "OSS direct-upload app server",
+    "DESCRIPTION": (
+        "Login, per-user STS credentials for Alibaba Cloud OSS, upload tickets and verified "
+        "upload callbacks."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- End users --------------------------------------------------------------------------------
+REGISTRATION_ENABLED = env.bool("REGISTRATION_ENABLED", default=not PRODUCTION)
+
+# --- Alibaba Cloud: the server's own RAM user -------------------------------------------------
+# Used to call AssumeRole and for the server's own OSS work (removing refused objects,
+# reconciliation, signed download URLs). Locally: the emulator's root key pair.
+ALIBABA_ACCESS_KEY_ID = _required(
+    "ALIBABA_ACCESS_KEY_ID", local_default=emulator_defaults.DEFAULT_ROOT_ACCESS_KEY_ID
+)
+ALIBABA_ACCESS_KEY_SECRET = _required(
+    "ALIBABA_ACCESS_KEY_SECRET", local_default=emulator_defaults.DEFAULT_ROOT_ACCESS_KEY_SECRET
+)
+_EMULATOR_ENDPOINT = f"http://{emulator_defaults.DEFAULT_HOST}:{emulator_defaults.DEFAULT_PORT}"
+
+# --- STS (tokens/) ----------------------------------------------------------------------------
+STS_ENDPOINT = _required("STS_ENDPOINT", local_default=_EMULATOR_ENDPOINT)
+STS_ROLE_ARN = _required("STS_ROLE_ARN", local_default=emulator_defaults.DEFAULT_ROLE_ARN)
+STS_DURATION_SECONDS = env.int("STS_DURATION_SECONDS", default=3600)
+if STS_DURATION_SECONDS < 900:
+    raise ImproperlyConfigured("STS_DURATION_SECONDS must be at least 900 (STS's minimum).")
+STS_TIMEOUT_SECONDS = env.float("STS_TIMEOUT_SECONDS", default=5.0)
+CREDENTIALS_ENCRYPTION_KEY = env.str("CREDENTIALS_ENCRYPTION_KEY", default="")
+
+# --- OSS --------------------------------------------------------------------------------------
+OSS_BUCKET = _required("OSS_BUCKET", local_default=emulator_defaults.DEFAULT_BUCKET)
+OSS_REGION = _required("OSS_REGION", local_default=emulator_defaults.DEFAULT_REGION)
+OSS_ENDPOINT = _required("OSS_ENDPOINT", local_default=_EMULATOR_ENDPOINT)
+# What apps are told to upload to; differs from OSS_ENDPOINT when the server uses an internal one.
+OSS_PUBLIC_ENDPOINT = env.str("OSS_PUBLIC_ENDPOINT", default=OSS_ENDPOINT)
+OSS_SIGNATURE_VERSION = env.str("OSS_SIGNATURE_VERSION", default="v4")
+OSS_PATH_STYLE = env.bool("OSS_PATH_STYLE", default=False)
+STORAGE_PREFIX_TEMPLATE = env.str("STORAGE_PREFIX_TEMPLATE", default="users/{user_public_id}/")
+
+# --- Upload callbacks (uploads/) --------------------------------------------------------------
+OSS_CALLBACK_URL = _required(
+    "OSS_CALLBACK_URL", local_default="http://127.0.0.1:8000/api/oss/callback/"
+)
+OSS_CALLBACK_KEY_URL_PREFIXES = env.list(
+    "OSS_CALLBACK_KEY_URL_PREFIXES",
+    default=(
+        ["https://gosspublic.alicdn.com/", "http://gosspublic.alicdn.com/"]
+        if PRODUCTION
+        else [_EMULATOR_ENDPOINT + "/_emulator/"]
+    ),
+)
+
+# --- Logging ----------------------------------------------------------------------------------
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOG_FORMAT = env.str("LOG_FORMAT", default="json" if PRODUCTION else "text")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"request_id": {"()": "appserver.logging.RequestIdFilter"}},
+    "formatters": {
+        "json": {"()": "appserver.logging.JsonFormatter"},
+        "text": {"format": "%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["request_id"],
+        }
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # The SDKs log request details (including signed URLs) at DEBUG/INFO.
+        "oss2": {"level": "WARNING"},
+        "aliyunsdkcore": {"level": "WARNING"},
+    },
+}
+
+# --- Upload limits and quotas (uploads/) ------------------------------------------------------
+UPLOAD_MAX_SIZE = env.int("UPLOAD_MAX_SIZE", default=1024**3)  # bytes, per object
+UPLOAD_ALLOWED_CONTENT_TYPES = env.list(
+    "UPLOAD_ALLOWED_CONTENT_TYPES",
+    default=["image/*", "video/*", "audio/*", "application/pdf", "text/plain"],
+)
+UPLOAD_TICKET_TTL_SECONDS = env.int("UPLOAD_TICKET_TTL_SECONDS", default=3600)
+UPLOAD_QUOTA_BYTES = env.int("UPLOAD_QUOTA_BYTES", default=5 * 1024**3)
+UPLOAD_QUOTA_OBJECTS = env.int("UPLOAD_QUOTA_OBJECTS", default=10000)
+DOWNLOAD_URL_TTL_SECONDS = env.int("DOWNLOAD_URL_TTL_SECONDS", default=300)

@@ -1,0 +1,9 @@
+"""WSGI entry point (gunicorn appserver.wsgi)."""
+
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "appserver.settings")
+
+application = get_wsgi_application()
