@@ -10,9 +10,9 @@ from __future__ import annotations
 import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
-from rest_framework_simplejwt.tokens import RefreshToken
 
 from tests.factories import PASSWORD, UserFactory
+from tests.helpers import bearer
 
 
 @pytest.fixture(autouse=True)
@@ -46,11 +46,6 @@ def staff_user(db):
 @pytest.fixture
 def api_client() -> APIClient:
     return APIClient()
-
-
-def bearer(user) -> dict[str, str]:
-    """Authorization header with a fresh access token for the user (for requests/live_server)."""
-    return {"Authorization": f"Bearer {RefreshToken.for_user(user).access_token}"}
 
 
 @pytest.fixture

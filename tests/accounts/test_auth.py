@@ -5,8 +5,6 @@ from __future__ import annotations
 import pytest
 import requests
 
-from tests.conftest import bearer
-
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
