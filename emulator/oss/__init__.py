@@ -1,0 +1,1 @@
+"""The OSS half of the emulator: signatures, storage, operations, wire formats."""

@@ -1,0 +1,410 @@
+"""One HTTP server for STS and OSS on one port, plus the callback public key.
+
+Dispatch: a request is STS when its query has `Action=` (RPC style) or it carries
+`x-acs-action` (ACS3) — StsService.is_sts_request decides; GET PUBLIC_KEY_PATH serves the PEM of
+the key that signs upload callbacks; everything else is OSS.
+
+The standard library's ThreadingHTTPServer is enough: it speaks HTTP/1.1 with keep-alive, and the
+OSS layer reads request bodies and writes responses as streams (sendfile for object data), so a
+1 GiB object never sits in memory. Every failure, down to a malformed request line, becomes OSS
+error XML with an x-oss-request-id; sockets have a timeout so a stalled client cannot pin a
+thread forever.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import secrets
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+from emulator.clock import Clock
+from emulator.config import PUBLIC_KEY_PATH, EmulatorConfig
+from emulator.oss.errors import OssError, error_xml
+from emulator.oss.service import MAX_SINGLE_PUT, OssService
+from emulator.oss.storage import Storage
+from emulator.oss.wire import BodyReader, Headers, Request, Response
+
+logger = logging.getLogger("emulator")
+
+SOCKET_TIMEOUT_SECONDS = 60
+_MAX_STS_BODY = 64 * 1024
+_HOST_ID = "oss-emulator.local"
+
+
+def new_request_id() -> str:
+    return secrets.token_hex(12).upper()
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+    emulator: Emulator
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "AliyunOSS"
+    sys_version = ""
+    timeout = SOCKET_TIMEOUT_SECONDS
+    server: _Server
+
+    # -- plumbing of BaseHTTPRequestHandler ----------------------------------------------------
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug("%s %s", self.address_string(), format % args)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Errors found by the base class (bad request line, headers too long...) as OSS XML."""
+        codes = {400: "InvalidRequest", 414: "RequestURITooLong", 431: "RequestHeaderTooLarge"}
+        error = OssError(
+            code if code in codes else 400,
+            codes.get(code, "InvalidRequest"),
+            message or "The request is malformed.",
+        )
+        self.close_connection = True
+        self._send(self._error_response(error, new_request_id(), head=False), head=False)
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    do_PUT = do_POST = do_DELETE = do_HEAD = do_OPTIONS = do_PATCH = do_GET
+
+    # -- dispatch --------------------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        emulator = self.server.emulator
+        request_id = new_request_id()
+        head = self.command == "HEAD"
+        body: BodyReader | None = None
+        response: Response
+        try:
+            body = self._body_reader()
+            request = self._request(body, request_id)
+            path = request.raw_path
+            if path == PUBLIC_KEY_PATH and self.command in ("GET", "HEAD"):
+                response = Response(
+                    200, {"Content-Type": "application/x-pem-file"}, emulator.public_key_pem
+                )
+            elif emulator.sts is not None and emulator.sts.is_sts_request(
+                self.command, path, request.query, request.headers.as_dict()
+            ):
+                raw_body = body.read_all(_MAX_STS_BODY)
+                status, headers, payload = emulator.sts.handle(
+                    self.command, path, request.raw_query, request.headers.as_dict(), raw_body
+                )
+                response = Response(status, dict(headers), payload)
+            else:
+                response = emulator.oss.handle(request)
+        except OssError as error:
+            response = self._error_response(error, request_id, head=head)
+        except Exception:
+            logger.exception("internal error serving %s %s", self.command, self.path)
+            error = OssError(500, "InternalError", "We encountered an internal error.")
+            response = self._error_response(error, request_id, head=head)
+        if body is not None and not body.finished:
+            # Read what the client is still sending, so it sees this response rather than a reset.
+            if body.broken or not body.drain(MAX_SINGLE_PUT):
+                self.close_connection = True
+        elif body is not None and body.broken:
+            self.close_connection = True
+        response.headers["x-oss-request-id"] = request_id
+        try:
+            self._send(response, head=head)
+        finally:
+            response.close()
+
+    def _body_reader(self) -> BodyReader:
+        transfer_encoding = self.headers.get("Transfer-Encoding", "").lower()
+        chunked = "chunked" in transfer_encoding
+        length_text = self.headers.get("Content-Length")
+        if chunked:
+            return BodyReader(self.rfile, length=None, chunked=True)
+        if length_text is None:
+            return BodyReader(self.rfile, length=0, chunked=False)
+        if not length_text.strip().isdigit():
+            self.close_connection = True
+            raise OssError(400, "InvalidArgument", "The Content-Length header is not a number.")
+        return BodyReader(self.rfile, length=int(length_text.strip()), chunked=False)
+
+    def _request(self, body: BodyReader, request_id: str) -> Request:
+        target = self.path
+        if target.startswith(("http://", "https://")):
+            parts = urlsplit(target)
+            target = parts.path + ("?" + parts.query if parts.query else "")
+        raw_path, _, raw_query = target.partition("?")
+        return Request(
+            method=self.command,
+            raw_path=raw_path or "/",
+            raw_query=raw_query,
+            headers=Headers(list(self.headers.items())),
+            body=body,
+            client_ip=self.client_address[0],
+            request_id=request_id,
+        )
+
+    def _error_response(self, error: OssError, request_id: str, *, head: bool) -> Response:
+        xml = error_xml(
+            code=error.code,
+            message=error.message,
+            request_id=request_id,
+            host_id=_HOST_ID,
+            extra=error.extra,
+        )
+        headers = {"Content-Type": "application/xml", **error.headers}
+        if head or error.status == 304:
+            # HEAD responses have no body: OSS carries the error XML, base64, in a header.
+            headers["x-oss-err"] = base64.b64encode(xml).decode()
+            return Response(error.status, headers, b"")
+        return Response(error.status, headers, xml)
+
+    def _send(self, response: Response, *, head: bool) -> None:
+        self.send_response(response.status)
+        headers = dict(response.headers)
+        length = headers.pop("Content-Length", None)
+        if length is None or not head:
+            length = str(response.content_length)
+        if response.status in (204, 304):
+            length = None
+        for name, value in headers.items():
+            self.send_header(name, value.encode("latin-1", "replace").decode("latin-1"))
+        if length is not None:
+            self.send_header("Content-Length", length)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if head or response.status in (204, 304):
+            self.wfile.flush()
+            return
+        if response.slices is not None:
+            self.wfile.flush()
+            for handle, offset, count in response.slices:
+                if count:
+                    self.connection.sendfile(handle, offset, count)
+        elif response.body:
+            self.wfile.write(response.body)
+        self.wfile.flush()
+
+
+class CallbackHook:
+    """Adapts the OSS pipeline to emulator.callbacks (parsing, facts, signing, sending)."""
+
+    def __init__(self, emulator: Emulator) -> None:
+        from emulator import callbacks
+
+        self._callbacks = callbacks
+        self._emulator = emulator
+
+    def parse(self, callback: str, callback_var: str | None) -> Any:
+        try:
+            return self._callbacks.parse_callback(callback, callback_var)
+        except self._callbacks.CallbackArgumentError as exc:
+            raise OssError(400, "InvalidArgument", exc.message) from None
+
+    def send(
+        self,
+        spec: Any,
+        *,
+        request: Request,
+        bucket: str,
+        record: Any,
+        operation: str,
+        requester: str,
+    ) -> tuple[int, str, bytes]:
+        emulator = self._emulator
+        image = None
+        handles = emulator.storage.open_segments(record)
+        try:
+            if handles:
+                # Only the header of the first blob is read, whatever the object's size.
+                image = self._callbacks.image_info(handles[0][0])
+        finally:
+            for handle, _, _ in handles:
+                handle.close()
+        md5 = ""
+        if record.object_type == "Normal" and "-" not in record.etag:
+            md5 = base64.b64encode(bytes.fromhex(record.etag)).decode()
+        facts = self._callbacks.ObjectFacts(
+            bucket=bucket,
+            key=record.key,
+            etag=record.etag,
+            size=record.size,
+            mime_type=record.content_type,
+            crc64=str(record.crc64),
+            content_md5=md5,
+            client_ip=request.client_ip,
+            request_id=request.request_id,
+            operation=operation,
+            image=image,
+            owner=emulator.config.account_id,
+            requester=requester,
+        )
+        result = self._callbacks.send_callback(
+            spec,
+            facts,
+            signer=emulator.signer,
+            public_key_url=emulator.public_key_url,
+            timeout=emulator.config.callback_timeout_seconds,
+        )
+        return result.status, result.content_type, result.body
+
+
+class _RootOnly:
+    """Credential resolution with only the root key, for when emulator.sts is not available."""
+
+    def __init__(self, config: EmulatorConfig) -> None:
+        self._config = config
+
+    def resolve(self, access_key_id: str, security_token: str | None) -> Any:
+        from types import SimpleNamespace
+
+        if access_key_id != self._config.root_access_key_id:
+            raise OssError(
+                403,
+                "InvalidAccessKeyId",
+                "The OSS Access Key Id you provided does not exist in our records.",
+            )
+        return SimpleNamespace(
+            access_key_id=access_key_id,
+            access_key_secret=self._config.root_access_key_secret,
+            is_root=True,
+            policies=(),
+        )
+
+
+class Emulator:
+    """The emulator: storage, STS, OSS and the HTTP server, startable in-process or as a CLI."""
+
+    def __init__(self, config: EmulatorConfig | None = None) -> None:
+        self.config = config or EmulatorConfig()
+        self.clock = Clock()
+        data_dir = Path(self.config.data_dir) if self.config.data_dir is not None else None
+        if data_dir is not None:
+            data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir = data_dir
+        self.storage = Storage(data_dir / "oss" if data_dir is not None else None)
+        self.sts: Any = self._make_sts(data_dir)
+        self.signer, self.public_key_pem = self._make_signer(data_dir)
+        for bucket in self.config.buckets:
+            self.storage.create_bucket(bucket, region=self.config.region, now=self.clock.now())
+        evaluate = self._evaluator()
+        try:
+            callbacks: Any = CallbackHook(self)
+        except ImportError:
+            callbacks = None
+        resolver = self.sts if self.sts is not None else _RootOnly(self.config)
+        self.oss = OssService(
+            config=self.config,
+            storage=self.storage,
+            now=self.clock.now,
+            resolve=resolver.resolve,
+            evaluate=evaluate,
+            callbacks=callbacks,
+        )
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def _make_sts(self, data_dir: Path | None) -> Any:
+        try:
+            from emulator.sts import StsService
+        except ImportError:
+            return None
+        # The sealing key encrypts the session state carried inside security tokens; persisting it
+        # keeps issued tokens valid across restarts of a data-dir emulator.
+        if data_dir is None:
+            sealing_key = secrets.token_bytes(32)
+        else:
+            key_path = data_dir / "sealing.key"
+            if not key_path.exists():
+                key_path.write_bytes(secrets.token_bytes(32))
+                key_path.chmod(0o600)
+            sealing_key = key_path.read_bytes()
+        return StsService(self.config, self.clock, sealing_key)
+
+    def _make_signer(self, data_dir: Path | None) -> tuple[Any, bytes]:
+        try:
+            from emulator.callbacks import CallbackSigner
+        except ImportError:
+            return None, b""
+        signer = CallbackSigner(data_dir / "callback-key.pem" if data_dir is not None else None)
+        return signer, signer.public_key_pem
+
+    @staticmethod
+    def _evaluator() -> Any:
+        try:
+            from emulator.ram import evaluate_all
+        except ImportError:  # pragma: no cover - ram.py is part of the package
+
+            def evaluate_all(*args: Any, **kwargs: Any) -> Any:
+                raise OssError(403, "AccessDenied", "Policy evaluation is not available.")
+
+        return evaluate_all
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def _bind(self) -> _Server:
+        if self._server is None:
+            server = _Server((self.config.host, self.config.port), _Handler)
+            server.emulator = self
+            self._server = server
+        return self._server
+
+    @property
+    def port(self) -> int:
+        return self._bind().server_address[1]
+
+    @property
+    def endpoint(self) -> str:
+        host = self.config.host
+        if host in ("0.0.0.0", "", "::"):  # noqa: S104 - reported, not bound
+            host = "127.0.0.1"
+        return f"http://{host}:{self.port}"
+
+    @property
+    def public_key_url(self) -> str:
+        return self.endpoint + PUBLIC_KEY_PATH
+
+    def start(self) -> Emulator:
+        server = self._bind()
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True
+        )
+        self._thread.name = f"emulator:{self.port}"
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        try:
+            self._bind().serve_forever(poll_interval=0.5)
+        finally:
+            self._close()
+
+    def stop(self) -> None:
+        if self._server is not None and self._thread is not None:
+            self._server.shutdown()
+            self._thread.join(timeout=10)
+            self._thread = None
+        self._close()
+
+    def _close(self) -> None:
+        if self._server is not None:
+            self._server.server_close()
+            self._server = None
+        self.storage.close()
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
