@@ -1,0 +1,377 @@
+"""PostObject: browser-style form upload with a signed policy.
+
+The form carries its own credentials (OSSAccessKeyId + Signature over the base64 policy, or the
+V4 fields x-oss-credential/x-oss-date/x-oss-signature) and a policy whose conditions OSS enforces:
+expiration, bucket, eq, starts-with, content-length-range and exact matches on other fields.
+The `file` field comes last; its content is streamed to storage, never buffered whole.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import re
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from emulator.oss.auth import _parse_iso_basic, _v4_signing_key, invalid_v4
+from emulator.oss.checksums import content_md5_of, etag_of
+from emulator.oss.errors import OssError, access_denied, invalid_argument
+from emulator.oss.storage import ObjectRecord
+from emulator.oss.wire import BodyReader, Request, Response
+from emulator.oss.xmlbody import render
+
+if TYPE_CHECKING:
+    from emulator.oss.service import OssService, Target
+
+_MAX_FIELD = 64 * 1024
+_MAX_PART_HEADERS = 16 * 1024
+_MAX_FIELDS = 200
+_READ = 1 << 16
+# Form fields a policy never has to mention, as in OSS.
+_FORM_META_FIELDS = frozenset(
+    {"policy", "signature", "ossaccesskeyid", "file", "x-oss-signature", "submit"}
+)
+
+
+def _malformed(
+    message: str = "The body of your POST request is not well-formed multipart/form-data.",
+) -> OssError:
+    return OssError(400, "MalformedPOSTRequest", message)
+
+
+def _policy_failed(detail: str) -> OssError:
+    return access_denied(f"Invalid according to Policy: {detail}")
+
+
+class _Multipart:
+    """A minimal streaming multipart/form-data reader over a BodyReader."""
+
+    def __init__(self, body: BodyReader, boundary: bytes) -> None:
+        self._body = body
+        self._delimiter = b"--" + boundary
+        self._buffer = b""
+        self._eof = False
+
+    def _fill(self) -> bool:
+        if self._eof:
+            return False
+        data = self._body.read(_READ)
+        if not data:
+            self._eof = True
+            return False
+        self._buffer += data
+        return True
+
+    def start(self) -> None:
+        # Anything before the first delimiter is a preamble.
+        while True:
+            index = self._buffer.find(self._delimiter)
+            if index >= 0:
+                self._buffer = self._buffer[index + len(self._delimiter) :]
+                return
+            if len(self._buffer) > _MAX_PART_HEADERS or not self._fill():
+                raise _malformed()
+
+    def next_part(self) -> dict[str, str] | None:
+        """Headers of the next part (lower-case names), or None after the closing delimiter."""
+        while len(self._buffer) < 2 and self._fill():
+            pass
+        if self._buffer.startswith(b"--"):
+            return None
+        while True:
+            end = self._buffer.find(b"\r\n\r\n")
+            if end >= 0:
+                break
+            if len(self._buffer) > _MAX_PART_HEADERS or not self._fill():
+                raise _malformed()
+        raw, self._buffer = self._buffer[:end], self._buffer[end + 4 :]
+        headers: dict[str, str] = {}
+        for line in raw.decode("utf-8", "replace").split("\r\n"):
+            name, sep, value = line.partition(":")
+            if sep:
+                headers[name.strip().lower()] = value.strip()
+        return headers
+
+    def read(self, n: int = -1) -> bytes:
+        """Data of the current part, up to its closing delimiter."""
+        marker = b"\r\n" + self._delimiter
+        while True:
+            index = self._buffer.find(marker)
+            if index >= 0:
+                if index == 0:
+                    return b""
+                take = index if n < 0 else min(index, n)
+                data, self._buffer = self._buffer[:take], self._buffer[take:]
+                return data
+            safe = len(self._buffer) - len(marker) + 1
+            if safe > 0 and (n < 0 or safe >= min(n, _READ)):
+                take = safe if n < 0 else min(safe, n)
+                data, self._buffer = self._buffer[:take], self._buffer[take:]
+                return data
+            if not self._fill():
+                raise _malformed("The multipart body ended inside a part.")
+
+    def finish_part(self) -> None:
+        """Skip the rest of the current part and its delimiter."""
+        while self.read(_READ):
+            pass
+        marker = b"\r\n" + self._delimiter
+        self._buffer = self._buffer[len(marker) :]
+        while len(self._buffer) < 2 and self._fill():
+            pass
+        if self._buffer.startswith(b"\r\n"):
+            self._buffer = self._buffer[2:]
+
+
+def _disposition(value: str) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for match in re.finditer(r';\s*([\w*-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;]*))', value):
+        params[match.group(1).lower()] = (
+            match.group(2) if match.group(2) is not None else match.group(3).strip()
+        )
+    return params
+
+
+def _boundary(content_type: str) -> bytes:
+    match = re.search(r'boundary=(?:"([^"]+)"|([^;\s]+))', content_type, re.IGNORECASE)
+    if not match:
+        raise _malformed("The Content-Type of a POST upload must carry a boundary.")
+    boundary = (match.group(1) or match.group(2)).encode("latin-1", "replace")
+    if not 1 <= len(boundary) <= 200:
+        raise _malformed("The multipart boundary is not valid.")
+    return boundary
+
+
+def _check_policy(policy: dict, fields: dict[str, str], bucket: str, now: float) -> tuple[int, int]:
+    """Enforce the policy's conditions; returns the allowed content length range."""
+    expiration = policy.get("expiration")
+    if not isinstance(expiration, str):
+        raise invalid_argument("The policy must contain an expiration.")
+    try:
+        expires_at = datetime.strptime(expiration.replace("Z", ""), "%Y-%m-%dT%H:%M:%S.%f")
+    except ValueError:
+        try:
+            expires_at = datetime.strptime(expiration.replace("Z", ""), "%Y-%m-%dT%H:%M:%S")
+        except ValueError:
+            raise invalid_argument(f"Invalid policy expiration: {expiration!r}.") from None
+    if expires_at.replace(tzinfo=UTC).timestamp() < now:
+        raise _policy_failed("Policy expired.")
+    conditions = policy.get("conditions")
+    if not isinstance(conditions, list):
+        raise invalid_argument("The policy must contain a list of conditions.")
+    length_range = (0, 5 * 1024**3)
+    values = {name.lower(): value for name, value in fields.items()}
+    values["bucket"] = bucket
+
+    def field_value(name: str) -> str:
+        return values.get(name.lstrip("$").lower(), "")
+
+    for condition in conditions:
+        text = json.dumps(condition)
+        if isinstance(condition, dict):
+            for name, expected in condition.items():
+                if field_value(name) != str(expected):
+                    raise _policy_failed(f"Policy Condition failed: {text}")
+        elif isinstance(condition, list) and len(condition) == 3:
+            operator = str(condition[0]).lower()
+            if operator == "content-length-range":
+                try:
+                    length_range = (int(condition[1]), int(condition[2]))
+                except (TypeError, ValueError):
+                    raise invalid_argument(f"Invalid policy condition: {text}") from None
+            elif operator == "eq":
+                if field_value(str(condition[1])) != str(condition[2]):
+                    raise _policy_failed(f"Policy Condition failed: {text}")
+            elif operator == "starts-with":
+                if not field_value(str(condition[1])).startswith(str(condition[2])):
+                    raise _policy_failed(f"Policy Condition failed: {text}")
+            elif operator == "in":
+                if field_value(str(condition[1])) not in [str(v) for v in condition[2]]:
+                    raise _policy_failed(f"Policy Condition failed: {text}")
+            elif operator == "not-in":
+                if field_value(str(condition[1])) in [str(v) for v in condition[2]]:
+                    raise _policy_failed(f"Policy Condition failed: {text}")
+            else:
+                raise invalid_argument(f"Unknown policy condition: {text}")
+        else:
+            raise invalid_argument(f"Invalid policy condition: {text}")
+    return length_range
+
+
+def _authenticate(service: OssService, fields: dict[str, str], now: float) -> tuple[Any, dict]:
+    lowered = {name.lower(): value for name, value in fields.items()}
+    policy_b64 = lowered.get("policy", "")
+    if not policy_b64:
+        raise access_denied("You have no right to access this resource: anonymous PostObject.")
+    try:
+        policy = json.loads(base64.b64decode(policy_b64, validate=True))
+    except (binascii.Error, ValueError):
+        raise invalid_argument("The policy is not base64-encoded JSON.") from None
+    if not isinstance(policy, dict):
+        raise invalid_argument("The policy is not a JSON object.")
+    token = lowered.get("x-oss-security-token") or None
+    if lowered.get("x-oss-signature-version") == "OSS4-HMAC-SHA256":
+        credential = lowered.get("x-oss-credential", "")
+        date_time = lowered.get("x-oss-date", "")
+        signature = lowered.get("x-oss-signature", "")
+        access_key_id, _, scope = credential.partition("/")
+        parts = scope.split("/")
+        if _parse_iso_basic(date_time) is None or len(parts) != 4 or not signature:
+            raise invalid_v4("A V4 PostObject needs x-oss-credential, x-oss-date, x-oss-signature.")
+        if parts[1] != service.config.region or parts[0] != date_time[:8]:
+            raise invalid_v4(f"Invalid credential scope {scope!r}.")
+        principal = service.principal(access_key_id, token)
+        key = _v4_signing_key(principal.access_key_secret, parts[0], parts[1], parts[2])
+        expected = hmac.new(key, policy_b64.encode(), hashlib.sha256).hexdigest()
+    else:
+        access_key_id = lowered.get("ossaccesskeyid", "")
+        signature = lowered.get("signature", "")
+        if not access_key_id or not signature:
+            raise access_denied("A signed PostObject needs OSSAccessKeyId and Signature.")
+        principal = service.principal(access_key_id, token)
+        digest = hmac.new(
+            principal.access_key_secret.encode(), policy_b64.encode(), hashlib.sha1
+        ).digest()
+        expected = base64.b64encode(digest).decode()
+    if not hmac.compare_digest(expected, signature):
+        raise OssError(
+            403,
+            "SignatureDoesNotMatch",
+            "The request signature we calculated does not match the signature you provided.",
+            extra={"StringToSign": policy_b64, "OSSAccessKeyId": access_key_id},
+        )
+    return principal, policy
+
+
+def post_object(service: OssService, request: Request, target: Target) -> Response:
+    assert target.bucket is not None
+    bucket = target.bucket
+    service.storage.bucket(bucket)
+    reader = _Multipart(request.body, _boundary(request.headers.get("content-type")))
+    reader.start()
+    fields: dict[str, str] = {}
+    filename = ""
+    file_type = ""
+    while True:
+        headers = reader.next_part()
+        if headers is None:
+            raise invalid_argument("The body of your POST request has no file field.")
+        params = _disposition(headers.get("content-disposition", ""))
+        name = params.get("name", "")
+        if not name:
+            raise _malformed()
+        if name.lower() == "file":
+            filename = params.get("filename", "")
+            file_type = headers.get("content-type", "")
+            break
+        value = b""
+        while len(value) <= _MAX_FIELD:
+            data = reader.read(_READ)
+            if not data:
+                break
+            value += data
+        if len(value) > _MAX_FIELD:
+            raise invalid_argument(f"The form field {name!r} is too large.")
+        reader.finish_part()
+        if len(fields) >= _MAX_FIELDS:
+            raise invalid_argument("Too many form fields.")
+        fields[name] = value.decode("utf-8", "replace")
+
+    now = service.now()
+    lowered = {name.lower(): value for name, value in fields.items()}
+    key = lowered.get("key", "")
+    if not key:
+        raise invalid_argument("The form must carry a key field.", ArgumentName="key")
+    key = key.replace("${filename}", filename)
+    fields = {**fields, "key": key}
+    principal, policy = _authenticate(service, fields, now)
+    low, high = _check_policy(policy, fields, bucket, now)
+    from emulator.oss.service import _check_key
+
+    _check_key(key)
+    service.authorize(principal, request, action="oss:PutObject", bucket=bucket, key=key)
+    callback_vars = {name: value for name, value in fields.items() if name.startswith("x:")}
+    spec = None
+    if lowered.get("callback"):
+        var_b64 = None
+        if callback_vars:
+            var_b64 = base64.b64encode(json.dumps(callback_vars).encode()).decode()
+        spec = service.parse_callback(lowered["callback"], var_b64)
+
+    blob = service.storage.receive(reader, limit=high)
+    reader.finish_part()
+    if blob.size < low or blob.size > high:
+        service.storage.discard(blob)
+        code = "EntityTooSmall" if blob.size < low else "EntityTooLarge"
+        raise OssError(
+            400, code, f"Your proposed upload size {blob.size} is outside [{low}, {high}]."
+        )
+    content_type = lowered.get("content-type") or file_type
+    user_meta = {
+        name.lower(): v for name, v in fields.items() if name.lower().startswith("x-oss-meta-")
+    }
+    stored = {
+        h: lowered[h]
+        for h in ("cache-control", "content-disposition", "content-encoding", "expires")
+        if h in lowered
+    }
+    template = ObjectRecord(
+        key=key,
+        size=blob.size,
+        etag=etag_of(blob.md5),
+        crc64=blob.crc64,
+        content_type=content_type or _guess(key),
+        last_modified=now,
+        object_type="Normal",
+        segments=(),
+        user_meta=user_meta,
+        headers=stored,
+    )
+    forbid = lowered.get("x-oss-forbid-overwrite", "").lower() == "true"
+    record = service.storage.put(bucket, replace(template), blob, forbid_overwrite=forbid)
+    headers = {
+        "ETag": f'"{record.etag}"',
+        "x-oss-hash-crc64ecma": str(record.crc64),
+        "Content-MD5": content_md5_of(blob.md5),
+    }
+    if spec is not None:
+        return service._with_callback(
+            request,
+            spec=spec,
+            bucket=bucket,
+            record=record,
+            operation="PostObject",
+            headers=headers,
+            principal=principal,
+        )
+    redirect = lowered.get("success_action_redirect")
+    if redirect:
+        separator = "&" if "?" in redirect else "?"
+        location = f"{redirect}{separator}bucket={bucket}&key={key}&etag=%22{record.etag}%22"
+        return Response(303, {**headers, "Location": location})
+    status_text = lowered.get("success_action_status", "204")
+    status = int(status_text) if status_text in ("200", "201", "204") else 204
+    if status == 201:
+        body = render(
+            "PostResponse",
+            [
+                ("Bucket", bucket),
+                ("Location", f"http://{bucket}.oss-{service.config.region}.aliyuncs.com/{key}"),
+                ("Key", key),
+                ("ETag", f'"{record.etag}"'),
+            ],
+        )
+        return Response(201, {**headers, "Content-Type": "application/xml"}, body)
+    return Response(status, headers)
+
+
+def _guess(key: str) -> str:
+    import mimetypes
+
+    guessed, _ = mimetypes.guess_type(key, strict=False)
+    return guessed or "application/octet-stream"
