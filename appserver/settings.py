@@ -66,6 +66,7 @@ INSTALLED_APPS = [
     "tokens",
     "uploads",
     "reports",
+    "webclient",
 ]
 
 MIDDLEWARE = [

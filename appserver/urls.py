@@ -15,4 +15,5 @@ urlpatterns = [
     path("api/auth/", include("accounts.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("upload/", include("webclient.urls")),
 ]

@@ -1,0 +1,7 @@
+from django.urls import path
+
+from webclient import views
+
+urlpatterns = [
+    path("", views.upload_page, name="upload-page"),
+]
