@@ -421,17 +421,19 @@ class _Attempt:
         self.url = url
         self.deadline = deadline
         self.timed_out = False
-        self._connection: http.client.HTTPConnection | None = None
+        self._sock: socket.socket | None = None
         self._lock = threading.Lock()
 
     def _expire(self) -> None:
         # Called by a timer at the deadline: shut the socket so a blocked read returns at once.
+        # The socket itself is kept, not the connection: http.client drops connection.sock as soon
+        # as a response says the connection will close, while the response still reads from it.
         with self._lock:
             self.timed_out = True
-            connection = self._connection
-        if connection is not None and connection.sock is not None:
+            sock = self._sock
+        if sock is not None:
             with contextlib.suppress(OSError):  # already closed: nothing to interrupt
-                connection.sock.shutdown(socket.SHUT_RDWR)
+                sock.shutdown(socket.SHUT_RDWR)
 
     def post(self, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
         parts = urlsplit(self.url)
@@ -448,12 +450,15 @@ class _Attempt:
             connection = http.client.HTTPConnection(
                 parts.hostname or "", parts.port, timeout=remaining
             )
-        with self._lock:
-            self._connection = connection
         timer = threading.Timer(remaining, self._expire)
         timer.daemon = True
         timer.start()
         try:
+            connection.connect()
+            with self._lock:
+                self._sock = connection.sock
+                if self.timed_out:
+                    raise TimeoutError("no time left for this callback")
             target = parts.path or "/"
             if parts.query:
                 target += "?" + parts.query
