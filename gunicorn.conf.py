@@ -1,0 +1,57 @@
+"""Gunicorn settings, all overridable from the environment (used by `make run` and the image).
+
+Gunicorn's own error and access logs go through the same formatter as the app's, so with
+LOG_FORMAT=json (the production default) every line on stdout is one JSON object; access lines
+carry the request id the app answered with (X-Request-ID), so they join the app's lines.
+"""
+
+from __future__ import annotations
+
+import os
+
+_production = os.environ.get("APP_ENV", "local") == "production"
+_format = os.environ.get("LOG_FORMAT", "json" if _production else "text")
+
+bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
+workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+worker_class = "gthread" if threads > 1 else "sync"
+# OSS gives an upload callback 5 seconds in all; nothing this server does should take longer
+# than STS's bounded timeout, so a stuck worker is recycled well before clients give up.
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
+keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))
+max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", "0"))
+# Behind a load balancer: trust X-Forwarded-* only from the addresses given.
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-") or None
+errorlog = "-"
+# No runtime control socket: several servers on one host (make run, benchmarks) would share
+# its default path, and nothing here uses it.
+control_socket_disable = True
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+# The text form of an access line (LOG_FORMAT=text). With LOG_FORMAT=json the formatter builds
+# the JSON object from gunicorn's atoms instead (appserver.logging.GunicornJsonFormatter). The
+# query string is left out on purpose: signed URLs and tokens must not reach the logs.
+access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms [%({x-request-id}o)s]'
+
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "json": {"()": "appserver.logging.GunicornJsonFormatter"},
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": _format,
+            "stream": "ext://sys.stdout",
+        }
+    },
+    "loggers": {
+        "gunicorn.error": {"handlers": ["console"], "level": loglevel.upper(), "propagate": False},
+        "gunicorn.access": {"handlers": ["console"], "level": "INFO", "propagate": False},
+    },
+}
