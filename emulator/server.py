@@ -47,6 +47,10 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 128
     emulator: Emulator
 
+    def handle_error(self, request: object, client_address: object) -> None:
+        # A client that hangs up mid-request is routine, not worth a traceback on stderr.
+        logger.debug("connection from %s ended with an error", client_address, exc_info=True)
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -157,8 +161,10 @@ class _Handler(BaseHTTPRequestHandler):
             host_id=_HOST_ID,
             extra=error.extra,
         )
+        if error.status == 304:
+            return Response(304, dict(error.headers), b"")  # Not Modified has no error body
         headers = {"Content-Type": "application/xml", **error.headers}
-        if head or error.status == 304:
+        if head:
             # HEAD responses have no body: OSS carries the error XML, base64, in a header.
             headers["x-oss-err"] = base64.b64encode(xml).decode()
             return Response(error.status, headers, b"")

@@ -586,7 +586,7 @@ class OssService:
         bucket = self._bucket(target)
         prefix, delimiter, max_keys, url = self._list_params(request)
         self._authorize_list(principal, request, bucket, prefix, delimiter)
-        token = request.query.get("continuation-token")
+        token = request.query.get("continuation-token") or None
         start_after = request.query.get("start-after", "")
         after = start_after
         if token is not None:
@@ -716,7 +716,7 @@ class OssService:
             [("ETag", f'"{record.etag}"'), ("LastModified", iso_time(record.last_modified))],
         )
         response = _xml(body)
-        response.headers["x-oss-hash-crc64ecma"] = str(record.crc64)
+        response.headers.update(self._write_headers(record))
         return response
 
     def op_GetObject(self, request: Request, target: Target, principal: PrincipalLike) -> Response:
