@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework_simplejwt.token_blacklist",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI / ReDoc assets served locally: no CDN
     "accounts",
     "policies",
     "tokens",
@@ -214,6 +215,9 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- End users --------------------------------------------------------------------------------
@@ -237,7 +241,16 @@ STS_DURATION_SECONDS = env.int("STS_DURATION_SECONDS", default=3600)
 if STS_DURATION_SECONDS < 900:
     raise ImproperlyConfigured("STS_DURATION_SECONDS must be at least 900 (STS's minimum).")
 STS_TIMEOUT_SECONDS = env.float("STS_TIMEOUT_SECONDS", default=5.0)
+# Fernet key(s) for credentials cached in Redis, comma-separated (first encrypts, all decrypt);
+# empty = derived from SECRET_KEY with HKDF.
 CREDENTIALS_ENCRYPTION_KEY = env.str("CREDENTIALS_ENCRYPTION_KEY", default="")
+# Cached credentials are handed out only while they have more than the SDKs' 300 s refresh margin
+# plus this window left; after that the next request gets fresh ones.
+CREDENTIALS_SAFETY_WINDOW_SECONDS = env.int("CREDENTIALS_SAFETY_WINDOW_SECONDS", default=300)
+# Session policy templates (policies/templates by default), see policies/services.py.
+POLICY_TEMPLATES_DIR = env.path(
+    "POLICY_TEMPLATES_DIR", default=str(BASE_DIR / "policies" / "templates")
+)
 
 # --- OSS --------------------------------------------------------------------------------------
 OSS_BUCKET = _required("OSS_BUCKET", local_default=emulator_defaults.DEFAULT_BUCKET)
@@ -285,7 +298,9 @@ LOGGING = {
         "django.db.backends": {"level": "WARNING"},
         # The SDKs log request details (including signed URLs) at DEBUG/INFO.
         "oss2": {"level": "WARNING"},
-        "aliyunsdkcore": {"level": "WARNING"},
+        # aliyunsdkcore logs STS's raw error messages at ERROR and bodies with secrets at DEBUG;
+        # tokens/sts.py logs what matters itself.
+        "aliyunsdkcore": {"level": "CRITICAL"},
     },
 }
 

@@ -1,10 +1,409 @@
-"""STS credentials for end users. (Being built: see issue 2.)"""
+"""Temporary STS credentials for end users, reused through the cache.
+
+The contract (issue 2):
+
+- One AssumeRole call per (user, scope) per lifetime window, shared by every worker process
+  through the Django cache (Redis in production). AssumeRole is capped at ~100 calls/second per
+  Alibaba account, so calling it per request would fall over long before Django does.
+- Single flight: when many requests miss at once, one of them (per key, across processes: a
+  ``cache.add`` lock; within a process: a striped thread lock) calls STS, the others wait briefly
+  and read its result. If STS fails, the failure is remembered for a few seconds so the waiters
+  (and the next requests) answer 503 at once instead of queueing more calls at a failing STS.
+- Never handed out with less validity left than the SDKs' 300-second refresh margin plus
+  ``CREDENTIALS_SAFETY_WINDOW_SECONDS``: the cache entry lives exactly until that moment, and the
+  response's ``RefreshAfter`` names it, so a phone that refreshes then gets new credentials.
+- The cache entry (one per user and scope) holds the SHA-256 of the policy it was issued for; a
+  changed template, bucket or prefix makes it a miss, so stale grants are never served. The hash is
+  checked inside the entry rather than put in the key so that ``credentials_forget_user`` can drop
+  all of a user's entries with one ``delete_many`` over the known scopes, without an index.
+- Entries are encrypted at rest (Fernet: AES-128-CBC + HMAC-SHA256) with
+  ``CREDENTIALS_ENCRYPTION_KEY`` or a key derived from SECRET_KEY with HKDF; whoever reads Redis
+  sees no secret, and an entry copied under another user's key is refused (user and scope are
+  inside the encrypted payload).
+- Ledger: every AssumeRole result is a CredentialGrant row. Each cached hand-out costs one
+  ``UPDATE ... SET times_served = times_served + 1`` by primary key (no read, no lock held across
+  the request): exact counts, and cheaper than a round trip to Redis plus a periodic flush.
+"""
 
 from __future__ import annotations
 
+import base64
+import json
+import logging
+import re
+import secrets
+import threading
+import time
+import zlib
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from django.conf import settings
+from django.core.cache import cache
+from django.db.models import F
+from django.utils import timezone
+
 from accounts.models import User
+from appserver.errors import AccountSuspended, InvalidInput, PermissionDenied, ServiceUnavailable
+from policies.services import (
+    ALL_SCOPES,
+    PolicyTemplateError,
+    RenderedPolicy,
+    policy_for_user,
+    scope_allowed_for,
+)
+from tokens.models import CredentialGrant
+from tokens.sts import StsError, sts_assume_role
+
+logger = logging.getLogger(__name__)
+
+# Android's and iOS's auth providers refresh this long before Expiration.
+SDK_REFRESH_MARGIN_SECONDS = 300
+# How long an STS failure is remembered per key: long enough to turn a stampede into one call,
+# short enough that recovery shows within seconds.
+FAILURE_MEMORY_SECONDS = 3
+POLL_INTERVAL_SECONDS = 0.05
+_CACHE_VERSION = "v1"
+_SESSION_NAME_CHARS = re.compile(r"[^A-Za-z0-9.@_-]")
+
+# Seconds a client should wait, and the code it gets, per kind of STS failure.
+_FAILURES = {
+    "throttled": (
+        "sts_throttled",
+        2,
+        "Too many credential requests are reaching STS right now. Retry in a few seconds.",
+    ),
+    "timeout": ("sts_timeout", 5, "STS did not answer in time. Retry later."),
+    "unreachable": (
+        "sts_unavailable",
+        5,
+        "Temporary credentials cannot be issued right now. Retry later.",
+    ),
+    "refused": (
+        "sts_refused",
+        60,
+        "The credentials service is misconfigured and cannot issue credentials. Retry later.",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class IssuedCredentials:
+    access_key_id: str
+    access_key_secret: str
+    security_token: str
+    expiration: datetime
+    refresh_after: datetime
+    server_time: datetime
+    bucket: str
+    region: str
+    endpoint: str
+    prefix: str
+    scope: str
+    grant_id: int
+    reused: bool
+
+    def __repr__(self) -> str:  # never print the secret or the token by accident
+        return (
+            f"IssuedCredentials(access_key_id={self.access_key_id!r}, scope={self.scope!r}, "
+            f"expiration={self.expiration.isoformat()}, reused={self.reused})"
+        )
+
+
+@dataclass(frozen=True)
+class _Entry:
+    user_pk: int
+    scope: str
+    policy_sha256: str
+    access_key_id: str
+    access_key_secret: str
+    security_token: str
+    expiration: int  # unix seconds
+    grant_id: int
+
+    def refresh_at(self) -> float:
+        return self.expiration - _margin_seconds()
+
+
+def _margin_seconds() -> int:
+    return SDK_REFRESH_MARGIN_SECONDS + settings.CREDENTIALS_SAFETY_WINDOW_SECONDS
+
+
+# --- encryption at rest -------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=4)
+def _fernet_for(configured: str, secret_key: str) -> MultiFernet:
+    if configured:
+        keys = [Fernet(key.strip().encode()) for key in configured.split(",") if key.strip()]
+    else:
+        derived = HKDF(
+            algorithm=hashes.SHA256(),
+            length=32,
+            salt=b"appserver/tokens",
+            info=b"credentials-cache/v1",
+        ).derive(secret_key.encode())
+        keys = [Fernet(base64.urlsafe_b64encode(derived))]
+    return MultiFernet(keys)
+
+
+def _fernet() -> MultiFernet:
+    return _fernet_for(settings.CREDENTIALS_ENCRYPTION_KEY, settings.SECRET_KEY)
+
+
+def _seal(entry: _Entry) -> str:
+    payload = json.dumps(entry.__dict__, separators=(",", ":")).encode()
+    return _fernet().encrypt(payload).decode("ascii")
+
+
+def _open(raw: object, *, user_pk: int, scope: str) -> _Entry | None:
+    if not isinstance(raw, str):
+        return None
+    try:
+        entry = _Entry(**json.loads(_fernet().decrypt(raw.encode("ascii"))))
+    except (InvalidToken, ValueError, TypeError):
+        # Rotated key or foreign value: a miss, never an error.
+        return None
+    if entry.user_pk != user_pk or entry.scope != scope:
+        return None
+    return entry
+
+
+# --- cache keys and locks -----------------------------------------------------------------------
+
+
+def _entry_key(user_pk: int, scope: str) -> str:
+    return f"tokens:{_CACHE_VERSION}:creds:{user_pk}:{scope}"
+
+
+# Striped so that memory stays bounded however many users there are.
+_LOCAL_LOCKS = tuple(threading.Lock() for _ in range(64))
+
+
+def _local_lock(key: str) -> threading.Lock:
+    return _LOCAL_LOCKS[zlib.crc32(key.encode()) % len(_LOCAL_LOCKS)]
+
+
+def session_name_for(*, user: User) -> str:
+    """RoleSessionName: shows up in ActionTrail, so it names the user by public id (never the
+    username); 2-64 characters of [A-Za-z0-9.@_-]."""
+    return _SESSION_NAME_CHARS.sub("", f"app-{user.public_id}")[:64]
+
+
+# --- the service --------------------------------------------------------------------------------
+
+
+def _fresh(key: str, *, user_pk: int, scope: str, policy: RenderedPolicy) -> _Entry | None:
+    entry = _open(cache.get(key), user_pk=user_pk, scope=scope)
+    if entry is None or entry.policy_sha256 != policy.sha256:
+        return None
+    if time.time() >= entry.refresh_at():
+        return None
+    return entry
+
+
+def _issued(
+    entry: _Entry, *, policy: RenderedPolicy, scope: str, reused: bool
+) -> IssuedCredentials:
+    now = timezone.now()
+    expiration = datetime.fromtimestamp(entry.expiration, UTC)
+    return IssuedCredentials(
+        access_key_id=entry.access_key_id,
+        access_key_secret=entry.access_key_secret,
+        security_token=entry.security_token,
+        expiration=expiration,
+        refresh_after=max(expiration - timedelta(seconds=_margin_seconds()), now),
+        server_time=now,
+        bucket=policy.bucket,
+        region=settings.OSS_REGION,
+        endpoint=settings.OSS_PUBLIC_ENDPOINT,
+        prefix=policy.prefix or "",
+        scope=scope,
+        grant_id=entry.grant_id,
+        reused=reused,
+    )
+
+
+def _serve_cached(entry: _Entry, *, policy: RenderedPolicy, scope: str) -> IssuedCredentials:
+    CredentialGrant.objects.filter(pk=entry.grant_id).update(
+        times_served=F("times_served") + 1, last_served_at=timezone.now()
+    )
+    return _issued(entry, policy=policy, scope=scope, reused=True)
+
+
+def _unavailable(kind: str) -> ServiceUnavailable:
+    code, retry_after, message = _FAILURES.get(kind, _FAILURES["unreachable"])
+    return ServiceUnavailable(message, code=code, retry_after=retry_after)
+
+
+def _call_sts(
+    *,
+    user: User,
+    scope: str,
+    policy: RenderedPolicy,
+    key: str,
+    client_ip: str | None,
+    user_agent: str,
+) -> _Entry:
+    credentials = sts_assume_role(
+        role_arn=settings.STS_ROLE_ARN,
+        policy=policy.text,
+        session_name=session_name_for(user=user),
+        duration_seconds=settings.STS_DURATION_SECONDS,
+    )
+    grant = CredentialGrant.objects.create(
+        user=user,
+        scope=scope,
+        bucket=policy.bucket,
+        prefix=policy.prefix or "",
+        policy_sha256=policy.sha256,
+        access_key_id=credentials.access_key_id,
+        expiration=credentials.expiration,
+        sts_request_id=credentials.request_id[:64],
+        client_ip=client_ip or None,
+        user_agent=(user_agent or "")[:512],
+        times_served=1,
+        last_served_at=timezone.now(),
+    )
+    entry = _Entry(
+        user_pk=user.pk,
+        scope=scope,
+        policy_sha256=policy.sha256,
+        access_key_id=credentials.access_key_id,
+        access_key_secret=credentials.access_key_secret,
+        security_token=credentials.security_token,
+        expiration=int(credentials.expiration.timestamp()),
+        grant_id=grant.pk,
+    )
+    ttl = int(entry.refresh_at() - time.time())
+    if ttl <= 0:
+        # Handed out this once (they are the freshest there are) but never reused.
+        logger.warning(
+            "STS returned credentials valid for less than the %d s refresh margin: check "
+            "STS_DURATION_SECONDS, CREDENTIALS_SAFETY_WINDOW_SECONDS and the server clock.",
+            _margin_seconds(),
+        )
+        return entry
+    cache.set(key, _seal(entry), timeout=ttl)
+    # A suspension that landed while STS was answering must not leave a usable entry behind.
+    if User.objects.filter(pk=user.pk, is_suspended=True).exists():
+        cache.delete(key)
+    return entry
+
+
+def _issue_single_flight(
+    *,
+    user: User,
+    scope: str,
+    policy: RenderedPolicy,
+    key: str,
+    client_ip: str | None,
+    user_agent: str,
+) -> IssuedCredentials:
+    lock_key, failure_key = f"{key}:lock", f"{key}:failed"
+    sts_timeout = float(settings.STS_TIMEOUT_SECONDS)
+    # The holder's STS call is bounded by the connect + read timeouts; the lock outlives it a
+    # little, and expires on its own if the holder's process dies.
+    lock_ttl = int(2 * sts_timeout) + 5
+    deadline = time.monotonic() + lock_ttl + 1
+    local = _local_lock(key)
+    if not local.acquire(timeout=lock_ttl + 1):
+        raise _unavailable("timeout")
+    try:
+        while True:
+            entry = _fresh(key, user_pk=user.pk, scope=scope, policy=policy)
+            if entry is not None:
+                return _serve_cached(entry, policy=policy, scope=scope)
+            failed = cache.get(failure_key)
+            if isinstance(failed, str):
+                raise _unavailable(failed)
+            token = secrets.token_hex(8)
+            if cache.add(lock_key, token, timeout=lock_ttl):
+                try:
+                    entry = _fresh(key, user_pk=user.pk, scope=scope, policy=policy)
+                    if entry is not None:
+                        return _serve_cached(entry, policy=policy, scope=scope)
+                    try:
+                        entry = _call_sts(
+                            user=user,
+                            scope=scope,
+                            policy=policy,
+                            key=key,
+                            client_ip=client_ip,
+                            user_agent=user_agent,
+                        )
+                    except StsError as exc:
+                        cache.set(failure_key, exc.kind, timeout=FAILURE_MEMORY_SECONDS)
+                        raise _unavailable(exc.kind) from None
+                    return _issued(entry, policy=policy, scope=scope, reused=False)
+                finally:
+                    if cache.get(lock_key) == token:
+                        cache.delete(lock_key)
+            if time.monotonic() >= deadline:
+                raise _unavailable("timeout")
+            time.sleep(POLL_INTERVAL_SECONDS)
+    finally:
+        local.release()
+
+
+def credentials_for_user(
+    *, user: User, scope: str, client_ip: str | None, user_agent: str
+) -> IssuedCredentials:
+    """Credentials confined by `scope`'s session policy for `user`; reused while fresh enough.
+
+    Raises AccountSuspended, InvalidInput (unknown scope), PermissionDenied (a bucket-wide scope
+    for a non-staff user) or ServiceUnavailable (STS failed; the code says how).
+    """
+    if user.is_suspended:
+        raise AccountSuspended()
+    if scope not in ALL_SCOPES:
+        raise InvalidInput(
+            f"Unknown scope {scope!r}.",
+            code="invalid_scope",
+            fields={"scope": [f"Use one of: {', '.join(ALL_SCOPES)}."]},
+        )
+    if not scope_allowed_for(scope=scope, is_staff=user.is_staff, is_superuser=user.is_superuser):
+        raise PermissionDenied(
+            f"The scope {scope!r} covers the whole bucket and is for staff only.",
+            code="scope_not_allowed",
+        )
+    try:
+        policy = policy_for_user(user=user, scope=scope)
+    except PolicyTemplateError as exc:
+        logger.error("Cannot render the session policy: %s", exc)
+        raise ServiceUnavailable(
+            "The credentials service is misconfigured. Retry later.",
+            code="policy_unavailable",
+            retry_after=60,
+        ) from None
+    key = _entry_key(user.pk, scope)
+    entry = _fresh(key, user_pk=user.pk, scope=scope, policy=policy)
+    if entry is not None:
+        return _serve_cached(entry, policy=policy, scope=scope)
+    return _issue_single_flight(
+        user=user,
+        scope=scope,
+        policy=policy,
+        key=key,
+        client_ip=client_ip,
+        user_agent=user_agent,
+    )
 
 
 def credentials_forget_user(*, user: User) -> None:
-    """Drop every cached credential of the user (called when the user is suspended)."""
-    raise NotImplementedError
+    """Drop every cached credential of the user, all scopes (called when the user is suspended).
+
+    Credentials already handed out stay valid at Alibaba until they expire (STS cannot revoke a
+    single session); what stops is the server handing them out again.
+    """
+    keys = [_entry_key(user.pk, scope) for scope in ALL_SCOPES]
+    cache.delete_many(keys + [f"{key}:failed" for key in keys])
+
+
+def credentials_cache_key(*, user: User, scope: str) -> str:
+    """The cache key of a user's entry (for operators' tooling and tests)."""
+    return _entry_key(user.pk, scope)
