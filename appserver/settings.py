@@ -314,3 +314,15 @@ UPLOAD_TICKET_TTL_SECONDS = env.int("UPLOAD_TICKET_TTL_SECONDS", default=3600)
 UPLOAD_QUOTA_BYTES = env.int("UPLOAD_QUOTA_BYTES", default=5 * 1024**3)
 UPLOAD_QUOTA_OBJECTS = env.int("UPLOAD_QUOTA_OBJECTS", default=10000)
 DOWNLOAD_URL_TTL_SECONDS = env.int("DOWNLOAD_URL_TTL_SECONDS", default=300)
+
+# --- Reports and reconciliation (reports/) ----------------------------------------------------
+# What `manage.py reconcile --apply` does with an object inside a known user's prefix that has
+# no upload row: "adopt" (record it from a HEAD, counting against the user's usage) or "delete".
+# Objects under the managed prefix that belong to no user are deleted only with "delete".
+RECONCILE_STRAY_OBJECTS = env.str("RECONCILE_STRAY_OBJECTS", default="adopt")
+if RECONCILE_STRAY_OBJECTS not in {"adopt", "delete"}:
+    raise ImproperlyConfigured("RECONCILE_STRAY_OBJECTS must be 'adopt' or 'delete'.")
+# Objects this recent (and tickets expired this recently) are left alone: their callback may
+# still be on its way.
+RECONCILE_GRACE_SECONDS = env.int("RECONCILE_GRACE_SECONDS", default=900)
+RECONCILE_PAGE_SIZE = env.int("RECONCILE_PAGE_SIZE", default=1000)  # keys per ListObjects call

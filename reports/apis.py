@@ -1,0 +1,58 @@
+"""Staff-only report endpoints: GET /api/reports/<name>/?from=&to=&user=&content_type=&limit="""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework.permissions import IsAdminUser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from reports.formatting import rows_as_dicts
+from reports.selectors import REPORTS
+from reports.serializers import PARAMS, ReportFiltersSerializer, report_filters_parse
+
+
+class ReportApi(APIView):
+    """One report of reports/selectors.py; which one is fixed per route (`report_name`)."""
+
+    permission_classes = [IsAdminUser]
+    report_name: str = ""
+
+    @extend_schema(
+        parameters=[ReportFiltersSerializer],
+        responses={200: dict},
+        description="Staff only. Filters that do not apply to the report are refused (400).",
+    )
+    def get(self, request: Request) -> Response:
+        spec = REPORTS[self.report_name]
+        filters = report_filters_parse(spec=spec, data=dict(request.query_params.items()))
+        rows = spec.run(filters=filters)
+        return Response(
+            {
+                "report": spec.name,
+                "title": spec.title,
+                "columns": list(spec.columns),
+                "rows": rows_as_dicts(rows),
+            }
+        )
+
+
+class ReportIndexApi(APIView):
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(responses={200: dict})
+    def get(self, request: Request) -> Response:
+        return Response(
+            {
+                "reports": [
+                    {
+                        "name": spec.name,
+                        "title": spec.title,
+                        "url": request.build_absolute_uri(f"{spec.name}/"),
+                        "filters": sorted(p for p, f in PARAMS.items() if f in spec.accepts),
+                    }
+                    for spec in REPORTS.values()
+                ]
+            }
+        )

@@ -1,0 +1,43 @@
+"""`manage.py report <name>`: the reports of reports/selectors.py as a table, CSV or JSON."""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from appserver.errors import InvalidInput
+from reports.formatting import render_csv, render_json, render_table
+from reports.selectors import REPORTS
+from reports.serializers import report_filters_parse
+
+
+class Command(BaseCommand):
+    help = "Print a report: " + ", ".join(REPORTS)
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("name", choices=sorted(REPORTS))
+        parser.add_argument("--from", dest="from", help="First day (YYYY-MM-DD, UTC), inclusive.")
+        parser.add_argument("--to", dest="to", help="Last day (YYYY-MM-DD, UTC), inclusive.")
+        parser.add_argument("--user", help="Username or public id.")
+        parser.add_argument("--content-type", dest="content_type", help='e.g. "image/*"')
+        parser.add_argument("--limit", help="Rows for usage / top-uploaders.")
+        parser.add_argument("--format", choices=("table", "csv", "json"), default="table")
+
+    def handle(self, *args, **options) -> None:
+        spec = REPORTS[options["name"]]
+        data = {k: options.get(k) for k in ("from", "to", "user", "content_type", "limit")}
+        try:
+            filters = report_filters_parse(spec=spec, data=data)
+        except InvalidInput as exc:
+            problems = "; ".join(
+                f"--{k.replace('_', '-')}: {' '.join(str(m) for m in v)}"
+                for k, v in (exc.fields or {}).items()
+            )
+            raise CommandError(f"{exc.message} {problems}".strip()) from exc
+        rows = spec.run(filters=filters)
+        fmt = options["format"]
+        if fmt == "json":
+            self.stdout.write(render_json(name=spec.name, columns=spec.columns, rows=rows))
+        elif fmt == "csv":
+            self.stdout.write(render_csv(columns=spec.columns, rows=rows), ending="")
+        else:
+            self.stdout.write(render_table(columns=spec.columns, rows=rows), ending="")
