@@ -314,6 +314,23 @@ UPLOAD_TICKET_TTL_SECONDS = env.int("UPLOAD_TICKET_TTL_SECONDS", default=3600)
 UPLOAD_QUOTA_BYTES = env.int("UPLOAD_QUOTA_BYTES", default=5 * 1024**3)
 UPLOAD_QUOTA_OBJECTS = env.int("UPLOAD_QUOTA_OBJECTS", default=10000)
 DOWNLOAD_URL_TTL_SECONDS = env.int("DOWNLOAD_URL_TTL_SECONDS", default=300)
+# Signs the x:ticket callback variable; empty derives a key from SECRET_KEY (salted HMAC).
+UPLOAD_CALLBACK_HMAC_KEY = env.str("UPLOAD_CALLBACK_HMAC_KEY", default="")
+# Callback public keys that are never fetched: URL prefix -> PEM file shipped with the project.
+OSS_CALLBACK_PINNED_KEYS = {
+    "https://gosspublic.alicdn.com/": str(BASE_DIR / "uploads/keys/alibaba_callback_pub_key_v1.pem"),
+    "http://gosspublic.alicdn.com/": str(BASE_DIR / "uploads/keys/alibaba_callback_pub_key_v1.pem"),
+}
+# Other allowed key URLs (the emulator's) are fetched once, within this bound, then cached.
+OSS_CALLBACK_KEY_FETCH_TIMEOUT_SECONDS = env.float(
+    "OSS_CALLBACK_KEY_FETCH_TIMEOUT_SECONDS", default=1.5
+)
+# The server's own OSS calls (HeadObject/DeleteObject on the callback path): OSS gives the
+# callback 5 s in all, so each call is bounded well below that.
+OSS_TIMEOUT_SECONDS = env.float("OSS_TIMEOUT_SECONDS", default=1.5)
+# Check a callback's size/type/ETag against HeadObject (the app writes the callback template,
+# so the body's values are only as honest as the app). Off saves one OSS round trip.
+UPLOAD_CALLBACK_HEAD_CHECK = env.bool("UPLOAD_CALLBACK_HEAD_CHECK", default=True)
 
 # --- Reports and reconciliation (reports/) ----------------------------------------------------
 # What `manage.py reconcile --apply` does with an object inside a known user's prefix that has

@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from appserver.health import healthz
+from uploads.apis import OssCallbackApi
 
 handler400 = "appserver.errors.handler400"
 handler403 = "appserver.errors.handler403"
@@ -13,8 +14,10 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("api/auth/", include("accounts.urls")),
-    path("api/reports/", include("reports.urls")),
+    path("api/uploads/", include("uploads.urls")),
+    path("api/oss/callback/", OssCallbackApi.as_view(), name="oss-callback"),
     path("api/sts/", include("tokens.urls")),
+    path("api/reports/", include("reports.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("upload/", include("webclient.urls")),

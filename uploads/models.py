@@ -118,6 +118,7 @@ class CallbackRefusal(models.Model):
         TYPE_MISMATCH = "type_mismatch", "Content type differs from the declared type"
         OWNER_SUSPENDED = "owner_suspended", "Owner is suspended"
         QUOTA_EXCEEDED = "quota_exceeded", "Quota exceeded"
+        OBJECT_MISSING = "object_missing", "No such object in the bucket"
 
     created_at = models.DateTimeField(auto_now_add=True)
     reason = models.CharField(max_length=32, choices=Reason.choices)

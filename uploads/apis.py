@@ -1,0 +1,141 @@
+"""HTTP endpoints of the uploads app: thin views over services and selectors."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.pagination import CursorPagination
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.permissions import IsActiveAccount
+from accounts.throttles import _SettingsRateThrottle
+from appserver.errors import NotFound
+from uploads import oss, selectors, services
+from uploads import serializers as s
+from uploads.callback_signature import callback_verify
+
+
+class TicketThrottle(_SettingsRateThrottle):
+    """Per user: minting tickets reserves quota, so it is rate-limited like credentials."""
+
+    scope = "tickets"
+
+    def get_cache_key(self, request, view) -> str:
+        return self.cache_format % {"scope": self.scope, "ident": request.user.pk}
+
+
+class TicketCreateApi(APIView):
+    permission_classes = [IsActiveAccount]
+    throttle_classes = [TicketThrottle]
+
+    @extend_schema(request=s.TicketInputSerializer, responses={201: s.TicketOutputSerializer})
+    def post(self, request: Request) -> Response:
+        data = s.TicketInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        issued = services.ticket_issue(user=request.user, **data.validated_data)
+        ticket = issued.ticket
+        body = {
+            "id": ticket.id,
+            "key": ticket.key,
+            "bucket": ticket.bucket,
+            "endpoint": settings.OSS_PUBLIC_ENDPOINT,
+            "region": settings.OSS_REGION,
+            "content_type": ticket.content_type,
+            "max_size": ticket.declared_size,
+            "expires_at": ticket.expires_at,
+            "headers": issued.headers,
+            "callback": issued.callback,
+        }
+        return Response(s.TicketOutputSerializer(body).data, status=status.HTTP_201_CREATED)
+
+
+class UploadPagination(CursorPagination):
+    ordering = ("-created_at", "-id")
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+
+class UploadListApi(APIView):
+    permission_classes = [IsActiveAccount]
+
+    @extend_schema(
+        parameters=[s.UploadListFilterSerializer], responses=s.UploadOutputSerializer(many=True)
+    )
+    def get(self, request: Request) -> Response:
+        filters = s.UploadListFilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        uploads = selectors.upload_list(user=request.user, **filters.validated_data)
+        paginator = UploadPagination()
+        page = paginator.paginate_queryset(uploads, request, view=self)
+        return paginator.get_paginated_response(s.UploadOutputSerializer(page, many=True).data)
+
+
+class UploadDetailApi(APIView):
+    permission_classes = [IsActiveAccount]
+
+    @extend_schema(responses=s.UploadDetailOutputSerializer)
+    def get(self, request: Request, upload_id: int) -> Response:
+        upload = selectors.upload_get(user=request.user, upload_id=upload_id)
+        if upload is None:
+            raise NotFound("No such upload.")
+        signed = oss.oss_sign_download_url(key=upload.key, filename=upload.filename)
+        upload.download_url = signed.url
+        upload.download_expires_at = signed.expires_at
+        return Response(s.UploadDetailOutputSerializer(upload).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, upload_id: int) -> Response:
+        services.upload_delete(user=request.user, upload_id=upload_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class UsageApi(APIView):
+    permission_classes = [IsActiveAccount]
+
+    def get(self, request: Request) -> Response:
+        usage = selectors.usage_get(user=request.user)
+        max_bytes, max_objects = selectors.usage_limits(usage=usage)
+        return Response(
+            {
+                **s.UsageOutputSerializer(usage).data,
+                "max_bytes": max_bytes,
+                "max_objects": max_objects,
+            }
+        )
+
+
+class OssCallbackApi(APIView):
+    """Called by OSS after an upload with the ticket's callback; authenticated only by OSS's RSA
+    signature. Verified callbacks always get HTTP 200 with JSON, accepted or refused, because
+    OSS relays only a 200 answer to the app (anything else becomes 203 CallbackFailed):
+
+        accepted: {"ok": true, "upload": {"id", "key", "size", "content_type", ...}}
+        refused:  {"ok": false, "error": {"code", "message"}, "key", "object_removed"}
+
+    Unverifiable requests (forgeries) get 400/403 with the error shape and change nothing."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(request=None, responses={200: OpenApiResponse(description="Relayed to the app")})
+    def post(self, request: Request) -> Response:
+        raw = request._request  # the exact bytes and query string OSS signed
+        body = raw.body
+        callback_verify(
+            authorization=raw.headers.get("authorization", ""),
+            pub_key_url_b64=raw.headers.get("x-oss-pub-key-url", ""),
+            path=raw.path,
+            query_string=raw.META.get("QUERY_STRING", ""),
+            body=body,
+        )
+        answer = services.callback_handle(
+            body=body,
+            content_type=raw.headers.get("content-type", ""),
+            bucket_header=raw.headers.get("x-oss-bucket", ""),
+        )
+        return Response(answer.body, status=status.HTTP_200_OK)

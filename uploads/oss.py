@@ -1,0 +1,124 @@
+"""The server's own OSS operations (the only module that imports oss2).
+
+Assumes on the cloud side: the server's RAM user (ALIBABA_ACCESS_KEY_ID/SECRET) may HeadObject,
+GetObject (to sign download URLs), DeleteObject and ListObjects on OSS_BUCKET. Apps never get
+these credentials; they upload with STS credentials scoped to their own prefix.
+
+Every call reads the settings when made, has a bounded timeout (the upload callback must answer
+within OSS's 5-second budget and calls this module on its way), and turns SDK errors into
+`StorageUnavailable` or a plain result (`None` / `False`) where absence is an answer.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
+
+import oss2
+from django.conf import settings
+
+from appserver.errors import ServiceUnavailable
+
+logger = logging.getLogger(__name__)
+
+
+class StorageUnavailable(ServiceUnavailable):
+    code, message = "storage_unavailable", "The storage service is unavailable. Retry later."
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    etag: str  # upper-case hex, without quotes
+    content_type: str
+    crc64: str
+    request_id: str
+
+
+@dataclass(frozen=True)
+class DeleteResult:
+    key: str
+    removed: bool  # True when OSS confirmed the delete (deleting a missing key also counts)
+    error: str = ""  # why it failed, for the record; never raised on the callback path
+
+
+@dataclass(frozen=True)
+class SignedUrl:
+    url: str
+    expires_at: datetime
+
+
+def _bucket(*, endpoint: str | None = None, timeout: float | None = None) -> oss2.Bucket:
+    auth_version = "v4" if settings.OSS_SIGNATURE_VERSION == "v4" else "v1"
+    auth = oss2.make_auth(
+        settings.ALIBABA_ACCESS_KEY_ID, settings.ALIBABA_ACCESS_KEY_SECRET, auth_version
+    )
+    return oss2.Bucket(
+        auth,
+        endpoint or settings.OSS_ENDPOINT,
+        settings.OSS_BUCKET,
+        connect_timeout=timeout if timeout is not None else settings.OSS_TIMEOUT_SECONDS,
+        region=settings.OSS_REGION,
+        is_path_style=settings.OSS_PATH_STYLE,
+        enable_crc=False,
+    )
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, oss2.exceptions.OssError):
+        return f"{exc.status} {exc.code or ''} {exc.request_id or ''}".strip()
+    return type(exc).__name__
+
+
+def oss_head_object(*, key: str, timeout: float | None = None) -> ObjectInfo | None:
+    """What OSS really stores at `key` (None if nothing). Used to check a callback's claims:
+    the callback body is rendered from a template the app chose, so its size may be a lie."""
+    try:
+        result = _bucket(timeout=timeout).head_object(key)
+    except oss2.exceptions.NotFound:
+        return None
+    except (oss2.exceptions.OssError, oss2.exceptions.RequestError) as exc:
+        raise StorageUnavailable(f"HeadObject failed: {_describe(exc)}") from exc
+    return ObjectInfo(
+        key=key,
+        size=int(result.content_length or 0),
+        etag=(result.etag or "").strip('"').upper(),
+        content_type=result.headers.get("Content-Type", ""),
+        crc64=str(result.server_crc or ""),
+        request_id=result.request_id or "",
+    )
+
+
+def oss_delete_object(*, key: str, timeout: float | None = None) -> DeleteResult:
+    """Remove an object with the server's credentials. Never raises: the callback path records
+    a failure (object_removed=False) instead of missing OSS's deadline."""
+    try:
+        _bucket(timeout=timeout).delete_object(key)
+    except (oss2.exceptions.OssError, oss2.exceptions.RequestError) as exc:
+        logger.warning("Could not delete %s from OSS: %s", key, _describe(exc))
+        return DeleteResult(key=key, removed=False, error=_describe(exc)[:200])
+    return DeleteResult(key=key, removed=True)
+
+
+def oss_sign_download_url(
+    *, key: str, filename: str = "", expires_in: int | None = None
+) -> SignedUrl:
+    """A short-lived GET URL on the public endpoint; the browser saves it under `filename`."""
+    seconds = expires_in if expires_in is not None else settings.DOWNLOAD_URL_TTL_SECONDS
+    params = {}
+    if filename:
+        # RFC 6266: an ASCII fallback plus the exact UTF-8 name.
+        ascii_name = filename.encode("ascii", "replace").decode().replace('"', "_")
+        params["response-content-disposition"] = (
+            f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"
+        )
+    try:
+        url = _bucket(endpoint=settings.OSS_PUBLIC_ENDPOINT).sign_url(
+            "GET", key, seconds, params=params or None, slash_safe=True
+        )
+    except (oss2.exceptions.OssError, oss2.exceptions.ClientError, ValueError) as exc:
+        raise StorageUnavailable(f"Could not sign a download URL: {_describe(exc)}") from exc
+    return SignedUrl(url=url, expires_at=datetime.now(UTC) + timedelta(seconds=seconds))

@@ -1,0 +1,66 @@
+"""Reads of the uploads app. Every read of user data is filtered by owner here."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.conf import settings
+from django.db.models import QuerySet
+
+from accounts.models import User
+from uploads.models import StorageUsage, Upload
+
+
+def content_type_allowed(content_type: str) -> bool:
+    """Against UPLOAD_ALLOWED_CONTENT_TYPES: exact types or wildcards like ``image/*``."""
+    wanted = content_type.split(";")[0].strip().lower()
+    for allowed in settings.UPLOAD_ALLOWED_CONTENT_TYPES:
+        allowed = allowed.strip().lower()
+        if allowed in ("*", "*/*") or allowed == wanted:
+            return True
+        if allowed.endswith("/*") and wanted.startswith(allowed[:-1]):
+            return True
+    return False
+
+
+def usage_limits(*, usage: StorageUsage) -> tuple[int, int]:
+    """(max bytes, max objects): the user's overrides, else the settings."""
+    max_bytes = usage.max_bytes if usage.max_bytes is not None else settings.UPLOAD_QUOTA_BYTES
+    max_objects = (
+        usage.max_objects if usage.max_objects is not None else settings.UPLOAD_QUOTA_OBJECTS
+    )
+    return max_bytes, max_objects
+
+
+def upload_list(
+    *,
+    user: User,
+    content_type: str = "",
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+) -> QuerySet[Upload]:
+    """The user's visible uploads (not deleted); ordering is left to the paginator."""
+    uploads = Upload.objects.filter(owner=user).exclude(status=Upload.Status.DELETED)
+    if content_type:
+        if content_type.endswith("/*"):
+            uploads = uploads.filter(content_type__startswith=content_type[:-1])
+        else:
+            uploads = uploads.filter(content_type=content_type)
+    if created_after is not None:
+        uploads = uploads.filter(created_at__gte=created_after)
+    if created_before is not None:
+        uploads = uploads.filter(created_at__lt=created_before)
+    return uploads
+
+
+def upload_get(*, user: User, upload_id: int) -> Upload | None:
+    return (
+        Upload.objects.filter(owner=user, pk=upload_id)
+        .exclude(status=Upload.Status.DELETED)
+        .first()
+    )
+
+
+def usage_get(*, user: User) -> StorageUsage:
+    """The user's usage (unsaved defaults if nothing was ever reserved)."""
+    return StorageUsage.objects.filter(user=user).first() or StorageUsage(user=user)

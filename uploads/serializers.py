@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import re
+
+from rest_framework import serializers
+
+from uploads.models import StorageUsage, Upload
+
+_CONTENT_TYPE = re.compile(
+    r"^[a-zA-Z0-9][a-zA-Z0-9!#$&^_.+-]{0,126}/[a-zA-Z0-9][a-zA-Z0-9!#$&^_.+-]{0,126}$"
+)
+_META_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+METADATA_MAX_KEYS = 16
+METADATA_MAX_VALUE = 256
+
+
+class TicketInputSerializer(serializers.Serializer):
+    filename = serializers.CharField(max_length=255)
+    size = serializers.IntegerField(min_value=0)
+    content_type = serializers.CharField(max_length=255)
+    metadata = serializers.DictField(
+        child=serializers.CharField(max_length=METADATA_MAX_VALUE, allow_blank=True),
+        required=False,
+        default=dict,
+    )
+
+    def validate_filename(self, value: str) -> str:
+        # Keep only the last path component: clients send full paths ("C:\\x\\a.png").
+        name = re.split(r"[\\/]", value)[-1].strip()
+        if not name or any(ord(c) < 32 for c in name):
+            raise serializers.ValidationError("A file name without control characters.")
+        return name
+
+    def validate_content_type(self, value: str) -> str:
+        base = value.split(";")[0].strip().lower()
+        if not _CONTENT_TYPE.match(base):
+            raise serializers.ValidationError("A media type like image/png.")
+        return base
+
+    def validate_metadata(self, value: dict) -> dict:
+        if len(value) > METADATA_MAX_KEYS:
+            raise serializers.ValidationError(f"At most {METADATA_MAX_KEYS} keys.")
+        bad = [k for k in value if not _META_KEY.match(k)]
+        if bad:
+            raise serializers.ValidationError("Keys: 1-64 letters, digits, '_', '.' or '-'.")
+        return value
+
+
+class UploadListFilterSerializer(serializers.Serializer):
+    content_type = serializers.CharField(max_length=255, required=False, default="")
+    created_after = serializers.DateTimeField(required=False, default=None)
+    created_before = serializers.DateTimeField(required=False, default=None)
+
+
+class UploadOutputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Upload
+        fields = [
+            "id",
+            "key",
+            "filename",
+            "size",
+            "content_type",
+            "status",
+            "created_at",
+            "image_width",
+            "image_height",
+            "image_format",
+            "metadata",
+        ]
+
+
+class UploadDetailOutputSerializer(UploadOutputSerializer):
+    download_url = serializers.CharField()
+    download_expires_at = serializers.DateTimeField()
+
+    class Meta(UploadOutputSerializer.Meta):
+        fields = [
+            *UploadOutputSerializer.Meta.fields,
+            "etag",
+            "download_url",
+            "download_expires_at",
+        ]
+
+
+class TicketOutputSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    key = serializers.CharField()
+    bucket = serializers.CharField()
+    endpoint = serializers.CharField()
+    region = serializers.CharField()
+    content_type = serializers.CharField()
+    max_size = serializers.IntegerField()
+    expires_at = serializers.DateTimeField()
+    headers = serializers.DictField(child=serializers.CharField())
+    callback = serializers.DictField()
+
+
+class UsageOutputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = StorageUsage
+        fields = ["bytes_used", "objects_used", "bytes_reserved", "objects_reserved"]

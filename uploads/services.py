@@ -1,0 +1,580 @@
+"""Upload tickets, verified callbacks, quotas and deletions (every write of the uploads app).
+
+Lock order, everywhere: the owner's StorageUsage row first, then the ticket or upload row
+(SELECT ... FOR UPDATE inside transaction.atomic). Parallel ticket requests, callbacks and expiry
+sweeps of one user therefore serialise on one row and never deadlock.
+
+Quota accounting: issuing a ticket reserves its declared size and one object; the verified
+callback releases the reservation and adds the object's real size to what is used; a refused
+callback or an expired ticket releases the reservation.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import json
+import logging
+import mimetypes
+import os
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qs
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from django.utils.crypto import salted_hmac
+
+from accounts.models import User
+from accounts.selectors import user_storage_prefix
+from appserver.errors import AccountSuspended, AppError, InvalidInput, NotFound
+from uploads import oss
+from uploads.models import CallbackRefusal, StorageUsage, Upload, UploadTicket
+from uploads.selectors import content_type_allowed, usage_limits
+
+logger = logging.getLogger(__name__)
+
+Reason = CallbackRefusal.Reason
+_EXTENSION = re.compile(r"^\.[a-z0-9]{1,16}$")
+CALLBACK_BODY_TYPE = "application/x-www-form-urlencoded"
+# Form-encoded, not JSON: OSS URL-encodes every substituted value in form bodies, so the body
+# parses the same whatever a value contains (JSON substitution differs between OSS and tools).
+CALLBACK_BODY = (
+    "bucket=${bucket}&object=${object}&etag=${etag}&size=${size}&mimeType=${mimeType}"
+    "&height=${imageInfo.height}&width=${imageInfo.width}&format=${imageInfo.format}"
+    "&crc64=${crc64}&reqId=${reqId}&operation=${operation}&ticket=${x:ticket}"
+)
+
+
+class QuotaExceeded(AppError):
+    status, code, message = 403, "quota_exceeded", "This upload would exceed your storage quota."
+
+
+# --- tickets -----------------------------------------------------------------------------------
+
+
+def _hmac_secret() -> str:
+    return settings.UPLOAD_CALLBACK_HMAC_KEY or settings.SECRET_KEY
+
+
+def ticket_token(*, ticket: UploadTicket, owner_public_id: str) -> str:
+    """The x:ticket callback variable: the ticket id and a MAC binding it to owner and key."""
+    message = f"{ticket.id.hex}\n{owner_public_id}\n{ticket.bucket}\n{ticket.key}"
+    mac = salted_hmac("uploads.ticket", message, secret=_hmac_secret(), algorithm="sha256")
+    return f"{ticket.id.hex}.{base64.urlsafe_b64encode(mac.digest()).rstrip(b'=').decode()}"
+
+
+def _token_ticket_id(token: str) -> uuid.UUID | None:
+    ticket_hex, _, mac = token.partition(".")
+    if not mac:
+        return None
+    try:
+        return uuid.UUID(hex=ticket_hex)
+    except ValueError:
+        return None
+
+
+def _object_key(*, prefix: str, ticket_id: uuid.UUID, filename: str, content_type: str) -> str:
+    # The server picks the key: the user's prefix, a date folder for humans browsing the bucket,
+    # the ticket id for uniqueness, and the file's extension (lower-cased) so tools guess types.
+    ext = os.path.splitext(filename)[1].lower()
+    if not _EXTENSION.match(ext):
+        ext = (mimetypes.guess_extension(content_type) or "").lower()
+        ext = ext if _EXTENSION.match(ext) else ""
+    return f"{prefix}{timezone.now():%Y/%m/%d}/{ticket_id.hex}{ext}"
+
+
+def _usage_locked(*, user_id: int) -> StorageUsage:
+    """The owner's usage row, locked until the transaction ends (created on first use)."""
+    usage = StorageUsage.objects.select_for_update().filter(user_id=user_id).first()
+    if usage is None:
+        StorageUsage.objects.bulk_create([StorageUsage(user_id=user_id)], ignore_conflicts=True)
+        usage = StorageUsage.objects.select_for_update().get(user_id=user_id)
+    return usage
+
+
+def _release(usage: StorageUsage, ticket: UploadTicket) -> None:
+    """Give a ticket's reservation back (caller holds both locks and saves both)."""
+    if ticket.status == UploadTicket.Status.ISSUED:
+        usage.bytes_reserved = max(0, usage.bytes_reserved - ticket.reserved_bytes)
+        usage.objects_reserved = max(0, usage.objects_reserved - 1)
+        ticket.reserved_bytes = 0
+
+
+def _expire_locked(*, usage: StorageUsage, now: datetime) -> int:
+    overdue = list(
+        UploadTicket.objects.select_for_update().filter(
+            owner_id=usage.user_id, status=UploadTicket.Status.ISSUED, expires_at__lte=now
+        )
+    )
+    for ticket in overdue:
+        _release(usage, ticket)
+        ticket.status = UploadTicket.Status.EXPIRED
+    if overdue:
+        UploadTicket.objects.bulk_update(overdue, ["status", "reserved_bytes"])
+    return len(overdue)
+
+
+def tickets_expire(*, now: datetime | None = None) -> int:
+    """Expire every overdue unused ticket and release its reservation (cron: expire_tickets)."""
+    now = now or timezone.now()
+    owners = (
+        UploadTicket.objects.filter(status=UploadTicket.Status.ISSUED, expires_at__lte=now)
+        .values_list("owner_id", flat=True)
+        .distinct()
+    )
+    expired = 0
+    for owner_id in list(owners):
+        with transaction.atomic():
+            usage = _usage_locked(user_id=owner_id)
+            count = _expire_locked(usage=usage, now=now)
+            if count:
+                usage.save(update_fields=["bytes_reserved", "objects_reserved", "updated_at"])
+            expired += count
+    return expired
+
+
+@dataclass(frozen=True)
+class IssuedTicket:
+    ticket: UploadTicket
+    token: str
+    headers: dict[str, str]
+    callback: dict[str, Any]
+
+
+def ticket_issue(
+    *,
+    user: User,
+    filename: str,
+    size: int,
+    content_type: str,
+    metadata: dict[str, str] | None = None,
+    now: datetime | None = None,
+) -> IssuedTicket:
+    """Check the limits, reserve quota and return the ticket with its callback headers."""
+    if user.is_suspended:
+        raise AccountSuspended()
+    max_size = settings.UPLOAD_MAX_SIZE
+    if size > max_size:
+        raise InvalidInput(
+            f"The file is larger than the {max_size} bytes allowed.",
+            code="file_too_large",
+            fields={"size": [f"At most {max_size} bytes."]},
+        )
+    if not content_type_allowed(content_type):
+        raise InvalidInput(
+            f"Files of type {content_type} are not accepted.",
+            code="content_type_not_allowed",
+            fields={
+                "content_type": [f"Allowed: {', '.join(settings.UPLOAD_ALLOWED_CONTENT_TYPES)}."]
+            },
+        )
+    now = now or timezone.now()
+    ticket_id = uuid.uuid4()
+    prefix = user_storage_prefix(user=user)
+    with transaction.atomic():
+        usage = _usage_locked(user_id=user.pk)
+        # Lazily, so quotas recover even where no cron runs expire_tickets.
+        _expire_locked(usage=usage, now=now)
+        max_bytes, max_objects = usage_limits(usage=usage)
+        if usage.bytes_used + usage.bytes_reserved + size > max_bytes:
+            left = max(0, max_bytes - usage.bytes_used - usage.bytes_reserved)
+            raise QuotaExceeded(
+                f"This upload needs {size} bytes; {left} are left (pending uploads count "
+                "until they finish or their tickets expire)."
+            )
+        if usage.objects_used + usage.objects_reserved + 1 > max_objects:
+            raise QuotaExceeded(f"You already have the {max_objects} files allowed.")
+        usage.bytes_reserved += size
+        usage.objects_reserved += 1
+        usage.save(update_fields=["bytes_reserved", "objects_reserved", "updated_at"])
+        ticket = UploadTicket.objects.create(
+            id=ticket_id,
+            owner=user,
+            bucket=settings.OSS_BUCKET,
+            key=_object_key(
+                prefix=prefix, ticket_id=ticket_id, filename=filename, content_type=content_type
+            ),
+            filename=filename,
+            declared_size=size,
+            content_type=content_type,
+            metadata=metadata or {},
+            reserved_bytes=size,
+            expires_at=now + timedelta(seconds=settings.UPLOAD_TICKET_TTL_SECONDS),
+        )
+    token = ticket_token(ticket=ticket, owner_public_id=user.public_id)
+    callback = {
+        "callbackUrl": settings.OSS_CALLBACK_URL,
+        "callbackBody": CALLBACK_BODY,
+        "callbackBodyType": CALLBACK_BODY_TYPE,
+    }
+    variables = {"x:ticket": token}
+    headers = {
+        "x-oss-callback": base64.b64encode(json.dumps(callback).encode()).decode(),
+        "x-oss-callback-var": base64.b64encode(json.dumps(variables).encode()).decode(),
+    }
+    return IssuedTicket(
+        ticket=ticket, token=token, headers=headers, callback={**callback, "callbackVar": variables}
+    )
+
+
+# --- callbacks ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CallbackFacts:
+    """What the callback body claims (rendered by OSS from a template the app chose)."""
+
+    bucket: str
+    key: str
+    etag: str
+    size: int | None
+    mime_type: str
+    width: int | None
+    height: int | None
+    image_format: str
+    crc64: str
+    request_id: str
+    operation: str
+    token: str
+
+
+@dataclass(frozen=True)
+class CallbackAnswer:
+    """The JSON OSS relays to the app, always with HTTP 200 so the app can read it."""
+
+    accepted: bool
+    body: dict[str, Any]
+
+
+class CallbackBodyInvalid(InvalidInput):
+    code, message = "callback_body_invalid", "The callback body is not one this server issued."
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        number = int(str(value).strip())
+    except (TypeError, ValueError):
+        return None
+    return number if number >= 0 else None
+
+
+def callback_parse(*, body: bytes, content_type: str) -> CallbackFacts:
+    try:
+        text = body.decode("utf-8")
+        if content_type.split(";")[0].strip().lower() == "application/json":
+            raw = json.loads(text)
+            if not isinstance(raw, dict):
+                raise ValueError("not an object")
+            fields = {str(k): "" if v is None else str(v) for k, v in raw.items()}
+        else:
+            fields = {k: v[-1] for k, v in parse_qs(text, keep_blank_values=True).items()}
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise CallbackBodyInvalid() from exc
+    key = fields.get("object", "")
+    if not key or len(key) > 1023:
+        raise CallbackBodyInvalid()
+    return CallbackFacts(
+        bucket=fields.get("bucket", ""),
+        key=key,
+        etag=fields.get("etag", "").strip('"').upper(),
+        size=_int_or_none(fields.get("size")),
+        mime_type=fields.get("mimeType", ""),
+        width=_int_or_none(fields.get("width") or None),
+        height=_int_or_none(fields.get("height") or None),
+        image_format=fields.get("format", "")[:16],
+        crc64=fields.get("crc64", "")[:20],
+        request_id=fields.get("reqId", "")[:64],
+        operation=fields.get("operation", "")[:64],
+        token=fields.get("ticket", "")[:200],
+    )
+
+
+def upload_answer(upload: Upload) -> dict[str, Any]:
+    return {
+        "ok": True,
+        "upload": {
+            "id": upload.pk,
+            "key": upload.key,
+            "bucket": upload.bucket,
+            "filename": upload.filename,
+            "size": upload.size,
+            "content_type": upload.content_type,
+            "etag": upload.etag,
+            "image_width": upload.image_width,
+            "image_height": upload.image_height,
+            "image_format": upload.image_format,
+            "metadata": upload.metadata,
+            "created_at": upload.created_at.isoformat().replace("+00:00", "Z"),
+        },
+    }
+
+
+def _refusal_answer(refusal: CallbackRefusal) -> dict[str, Any]:
+    return {
+        "ok": False,
+        "error": {"code": refusal.reason, "message": refusal.message},
+        "key": refusal.key,
+        "object_removed": refusal.object_removed,
+    }
+
+
+def _base_type(content_type: str) -> str:
+    return content_type.split(";")[0].strip().lower()
+
+
+def _owner_by_key(key: str) -> User | None:
+    """The user whose storage prefix holds `key`, if any (prefix = template up to the id)."""
+    head, _, _tail = settings.STORAGE_PREFIX_TEMPLATE.partition("{user_public_id}")
+    if not key.startswith(head):
+        return None
+    public_id = key[len(head) :].split("/", 1)[0]
+    user = User.objects.filter(public_id=public_id).first() if public_id else None
+    if user is None or not key.startswith(user_storage_prefix(user=user)):
+        return None
+    return user
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    reason: str
+    message: str
+
+
+def _check(
+    *, ticket: UploadTicket, facts: CallbackFacts, real: oss.ObjectInfo | None, now: datetime
+) -> _Verdict | None:
+    """Why a genuine ticket's callback must be refused, or None. Quota is checked later."""
+    if ticket.status == UploadTicket.Status.EXPIRED or ticket.expires_at <= now:
+        return _Verdict(Reason.TICKET_EXPIRED, "The upload ticket expired before the upload ended.")
+    if ticket.owner.is_suspended:
+        return _Verdict(Reason.OWNER_SUSPENDED, "The account is suspended.")
+    size = real.size if real is not None else facts.size
+    if size is None:
+        return _Verdict(Reason.SIZE_MISMATCH, "The callback does not state the object's size.")
+    if size > settings.UPLOAD_MAX_SIZE:
+        return _Verdict(
+            Reason.TOO_LARGE, f"The object is larger than {settings.UPLOAD_MAX_SIZE} bytes."
+        )
+    if size > ticket.declared_size:
+        return _Verdict(
+            Reason.SIZE_MISMATCH,
+            f"The object has {size} bytes; the ticket allowed {ticket.declared_size}.",
+        )
+    real_type = _base_type(real.content_type if real is not None else facts.mime_type)
+    if real_type != _base_type(ticket.content_type):
+        return _Verdict(
+            Reason.TYPE_MISMATCH,
+            f"The object is {real_type or 'untyped'}; the ticket declared {ticket.content_type}.",
+        )
+    if not content_type_allowed(real_type):
+        return _Verdict(Reason.TYPE_NOT_ALLOWED, f"Files of type {real_type} are not accepted.")
+    return None
+
+
+def _removable(*, key: str, facts: CallbackFacts, real: oss.ObjectInfo | None, ticket_id) -> bool:
+    """Whether removing `key` is safe: the callback body names the key, and a forger could name
+    someone else's. Only an unrecorded, unticketed object whose current ETag is the one OSS just
+    reported (unknowable to a forger) is removed."""
+    if real is None and settings.UPLOAD_CALLBACK_HEAD_CHECK:
+        return False  # nothing there
+    if real is not None and (not facts.etag or real.etag != facts.etag):
+        return False
+    if (
+        Upload.objects.filter(bucket=settings.OSS_BUCKET, key=key)
+        .exclude(status=Upload.Status.DELETED)
+        .exists()
+    ):
+        return False
+    other_tickets = UploadTicket.objects.filter(
+        bucket=settings.OSS_BUCKET, key=key, status=UploadTicket.Status.ISSUED
+    )
+    if ticket_id is not None:
+        other_tickets = other_tickets.exclude(pk=ticket_id)
+    return not other_tickets.exists()
+
+
+def _remove_refused(refusal: CallbackRefusal, *, facts: CallbackFacts, real, ticket_id) -> None:
+    """After the refusal is committed: remove the object (bounded), record whether it went."""
+    if not _removable(key=refusal.key, facts=facts, real=real, ticket_id=ticket_id):
+        return
+    result = oss.oss_delete_object(key=refusal.key)
+    if result.removed:
+        CallbackRefusal.objects.filter(pk=refusal.pk).update(object_removed=True)
+        refusal.object_removed = True
+
+
+def _head(key: str) -> oss.ObjectInfo | None:
+    # Outside any transaction: no row stays locked while OSS answers.
+    if not settings.UPLOAD_CALLBACK_HEAD_CHECK:
+        return None
+    return oss.oss_head_object(key=key)
+
+
+def callback_handle(
+    *, body: bytes, content_type: str, bucket_header: str = "", now: datetime | None = None
+) -> CallbackAnswer:
+    """Decide a callback already proven to come from OSS: record the upload or refuse it."""
+    facts = callback_parse(body=body, content_type=content_type)
+    now = now or timezone.now()
+    bucket = bucket_header or facts.bucket
+    if bucket != settings.OSS_BUCKET or (facts.bucket and facts.bucket != bucket):
+        # Not our bucket: nothing of ours to remove, only the record.
+        refusal = CallbackRefusal.objects.create(
+            reason=Reason.WRONG_BUCKET,
+            message=f"Uploads to bucket {bucket!r} are not handled here.",
+            bucket=bucket[:63],
+            key=facts.key,
+            size=facts.size,
+            content_type=facts.mime_type[:255],
+            oss_request_id=facts.request_id,
+        )
+        return CallbackAnswer(False, _refusal_answer(refusal))
+
+    ticket_id = _token_ticket_id(facts.token)
+    ticket = (
+        UploadTicket.objects.select_related("owner").filter(pk=ticket_id).first()
+        if ticket_id
+        else None
+    )
+    genuine = ticket is not None and hmac.compare_digest(
+        ticket_token(ticket=ticket, owner_public_id=ticket.owner.public_id), facts.token
+    )
+    real = _head(facts.key)
+    if not genuine or ticket is None or ticket.key != facts.key or ticket.bucket != bucket:
+        named = UploadTicket.objects.filter(bucket=bucket, key=facts.key).exists()
+        refusal = CallbackRefusal.objects.create(
+            reason=Reason.TICKET_MISMATCH if named or genuine else Reason.NO_TICKET,
+            message=(
+                "The callback's ticket does not match this object."
+                if named or genuine
+                else "No upload ticket names this object."
+            ),
+            owner=ticket.owner if genuine and ticket else _owner_by_key(facts.key),
+            ticket=ticket if genuine else None,
+            bucket=bucket,
+            key=facts.key,
+            size=real.size if real else facts.size,
+            content_type=(real.content_type if real else facts.mime_type)[:255],
+            oss_request_id=facts.request_id,
+        )
+        _remove_refused(refusal, facts=facts, real=real, ticket_id=None)
+        return CallbackAnswer(False, _refusal_answer(refusal))
+
+    if settings.UPLOAD_CALLBACK_HEAD_CHECK and real is None:
+        verdict_missing = _Verdict(Reason.OBJECT_MISSING, "OSS has no object under this key.")
+    else:
+        verdict_missing = None
+    size = real.size if real is not None else (facts.size or 0)
+
+    with transaction.atomic():
+        usage = _usage_locked(user_id=ticket.owner_id)
+        ticket = UploadTicket.objects.select_for_update().select_related("owner").get(pk=ticket.pk)
+        if ticket.status == UploadTicket.Status.USED:
+            existing = Upload.objects.filter(ticket=ticket).first()
+            if existing is not None and (not facts.etag or existing.etag == facts.etag):
+                return CallbackAnswer(True, upload_answer(existing))  # a replay: same answer
+            verdict = _Verdict(Reason.TICKET_USED, "This upload ticket was already used.")
+        elif ticket.status == UploadTicket.Status.REFUSED:
+            previous = CallbackRefusal.objects.filter(ticket=ticket).order_by("-id").first()
+            if previous is not None:
+                return CallbackAnswer(False, _refusal_answer(previous))
+            verdict = _Verdict(Reason.TICKET_USED, "This upload ticket was already refused.")
+        else:
+            verdict = verdict_missing or _check(ticket=ticket, facts=facts, real=real, now=now)
+        was_issued = ticket.status == UploadTicket.Status.ISSUED
+        _release(usage, ticket)
+        if verdict is None:
+            max_bytes, max_objects = usage_limits(usage=usage)
+            if (
+                usage.bytes_used + usage.bytes_reserved + size > max_bytes
+                or usage.objects_used + usage.objects_reserved + 1 > max_objects
+            ):
+                verdict = _Verdict(Reason.QUOTA_EXCEEDED, "The upload exceeds the storage quota.")
+        if verdict is None:
+            usage.bytes_used += size
+            usage.objects_used += 1
+            usage.save()
+            ticket.status = UploadTicket.Status.USED
+            ticket.used_at = now
+            ticket.save(update_fields=["status", "used_at", "reserved_bytes"])
+            upload = Upload.objects.create(
+                owner_id=ticket.owner_id,
+                ticket=ticket,
+                bucket=bucket,
+                key=ticket.key,
+                filename=ticket.filename,
+                size=size,
+                etag=(real.etag if real else facts.etag)[:64],
+                crc64=(real.crc64 if real and real.crc64 else facts.crc64)[:20],
+                content_type=_base_type(real.content_type if real else facts.mime_type)[:255],
+                image_width=facts.width,
+                image_height=facts.height,
+                image_format=facts.image_format,
+                metadata=ticket.metadata,
+                oss_request_id=facts.request_id,
+            )
+            return CallbackAnswer(True, upload_answer(upload))
+        if was_issued:
+            usage.save(update_fields=["bytes_reserved", "objects_reserved", "updated_at"])
+            ticket.status = UploadTicket.Status.REFUSED
+            ticket.save(update_fields=["status", "reserved_bytes"])
+        refusal = CallbackRefusal.objects.create(
+            reason=verdict.reason,
+            message=verdict.message,
+            owner_id=ticket.owner_id,
+            ticket=ticket,
+            bucket=bucket,
+            key=facts.key,
+            size=size if (real or facts.size is not None) else None,
+            content_type=(real.content_type if real else facts.mime_type)[:255],
+            oss_request_id=facts.request_id,
+        )
+    if verdict.reason != Reason.TICKET_USED:
+        _remove_refused(refusal, facts=facts, real=real, ticket_id=ticket.pk)
+    return CallbackAnswer(False, _refusal_answer(refusal))
+
+
+# --- the user's uploads ------------------------------------------------------------------------
+
+
+def upload_delete(*, user: User, upload_id: int) -> None:
+    """Delete the object in OSS, then mark the row deleted and give its quota back.
+
+    Idempotent: deleting an upload already deleted is a no-op (the API answers 204 again)."""
+    upload = Upload.objects.filter(owner=user, pk=upload_id).first()
+    if upload is None:
+        raise NotFound("No such upload.")
+    if upload.status == Upload.Status.DELETED:
+        return
+    result = oss.oss_delete_object(key=upload.key)
+    if not result.removed:
+        raise oss.StorageUnavailable("The object could not be deleted from storage. Retry later.")
+    with transaction.atomic():
+        usage = _usage_locked(user_id=user.pk)
+        locked = Upload.objects.select_for_update().get(pk=upload.pk)
+        if locked.status == Upload.Status.DELETED:
+            return
+        if locked.status == Upload.Status.ACTIVE:
+            usage.bytes_used = max(0, usage.bytes_used - locked.size)
+            usage.objects_used = max(0, usage.objects_used - 1)
+            usage.save(update_fields=["bytes_used", "objects_used", "updated_at"])
+        Upload.objects.filter(pk=locked.pk).update(
+            status=Upload.Status.DELETED, deleted_at=timezone.now(), updated_at=timezone.now()
+        )
+
+
+def uploads_delete_by_admin(*, upload_ids: list[int]) -> tuple[int, int]:
+    """Admin action: delete objects and rows; returns (deleted, failed)."""
+    deleted = failed = 0
+    for upload in Upload.objects.filter(pk__in=upload_ids).select_related("owner"):
+        try:
+            upload_delete(user=upload.owner, upload_id=upload.pk)
+            deleted += 1
+        except AppError:
+            failed += 1
+    return deleted, failed
