@@ -8,7 +8,7 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/appserver
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 TEST_ENV := DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) APP_ENV=local
 
-.PHONY: install test lint format migrate check-services
+.PHONY: install test lint format migrate check-services run demo collectstatic webclient-assets
 
 # Re-installs only when a requirements file changes.
 $(VENV)/.installed: requirements/base.txt requirements/dev.txt
@@ -36,3 +36,19 @@ test: install check-services lint
 
 migrate: install
 	$(BIN)/python manage.py migrate
+
+# The whole system on the embedded default (SQLite, local-memory cache, the emulator): migrates,
+# creates the demo user and an admin, starts the emulator and the app server. Ctrl-C stops both.
+run: install
+	@$(BIN)/python scripts/run_local.py
+
+# The mobile app's flow with oss2 against `make run` (start it in another terminal first).
+demo: install
+	@$(BIN)/python scripts/demo_client.py $(DEMO_ARGS)
+
+collectstatic: install
+	$(BIN)/python manage.py collectstatic --noinput
+
+# Re-bundle ali-oss from the npm registry into webclient/static (the bundle is committed).
+webclient-assets:
+	cd webclient && npm ci --no-audit --no-fund && npm run build
