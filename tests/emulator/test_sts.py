@@ -1,20 +1,19 @@
 """STS AssumeRole (emulator/sts.py) driven by the unmodified official SDKs over real HTTP.
 
 aliyun-python-sdk-core/-sts (RPC, HMAC-SHA1) and alibabacloud-sts20150401 (ACS3-HMAC-SHA256 by
-default, and the RPC scheme with signature_algorithm='v2') call a loopback HTTP server whose only
-job is to hand each request to StsService.handle, exactly as the emulator's server does.
+default, and the RPC scheme with signature_algorithm='v2') call an in-process emulator on a free
+port, and the credentials it issues are then used with oss2.
 """
 
 from __future__ import annotations
 
 import base64
-import http.server
 import json
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 
+import oss2
 import pytest
 from alibabacloud_sts20150401 import models as sts_models
 from alibabacloud_sts20150401.client import Client as StsClient
@@ -27,6 +26,7 @@ from aliyunsdkcore.auth.credentials import StsTokenCredential
 from aliyunsdkcore.client import AcsClient
 from aliyunsdksts.request.v20150401.AssumeRoleRequest import AssumeRoleRequest
 
+from emulator import Emulator
 from emulator.clock import Clock
 from emulator.config import (
     DEFAULT_ACCOUNT_ID,
@@ -67,49 +67,50 @@ def make_config() -> EmulatorConfig:
     )
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    service: StsService
+def _reset(emu: Emulator) -> None:
+    emu.clock.reset()
+    emu.sts.set_failure_mode(None)
+    emu.sts.throttle_next(0)
+    emu.sts.rate_limit_per_second = None
+    emu.sts.rate_limit_window_seconds = 1.0
+    emu.sts.delay_seconds = 0.0
 
-    def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        path, _, raw_query = self.path.partition("?")
-        status, headers, payload = self.service.handle(
-            self.command, path, raw_query, dict(self.headers.items()), body
-        )
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
 
-    do_GET = do_POST = _serve
-
-    def log_message(self, format, *args):
-        pass
+@pytest.fixture(scope="module")
+def shared_emulator() -> Iterator[Emulator]:
+    # One emulator for the module (starting and stopping one per test costs more than the tests);
+    # every test gets it with the clock and all test hooks reset.
+    with Emulator(make_config()) as emu:
+        yield emu
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def emulator(shared_emulator) -> Iterator[Emulator]:
+    _reset(shared_emulator)
+    yield shared_emulator
+    _reset(shared_emulator)
 
 
 @pytest.fixture
-def service(clock) -> StsService:
-    return StsService(make_config(), clock, SEALING_KEY)
+def calls(service):
+    """AssumeRole calls received since the test started."""
+    before = service.assume_role_calls
+    return lambda: service.assume_role_calls - before
 
 
 @pytest.fixture
-def endpoint(service) -> Iterator[str]:
-    handler = type("Handler", (_Handler,), {"service": service})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+def clock(emulator) -> Clock:
+    return emulator.clock
+
+
+@pytest.fixture
+def service(emulator) -> StsService:
+    return emulator.sts
+
+
+@pytest.fixture
+def endpoint(emulator) -> str:
+    return emulator.endpoint.removeprefix("http://")
 
 
 def old_assume(
@@ -161,7 +162,7 @@ def old_error(endpoint: str, **kwargs) -> ServerException:
 # --- success -----------------------------------------------------------------------------------
 
 
-def test_old_sdk_assume_role_with_session_policy(endpoint, service, clock):
+def test_old_sdk_assume_role_with_session_policy(endpoint, service, clock, calls):
     policy = json.dumps(SESSION_POLICY)
     before = int(clock.now())
     body = old_assume(endpoint, policy=policy, duration=1800)
@@ -175,7 +176,7 @@ def test_old_sdk_assume_role_with_session_policy(endpoint, service, clock):
         f"acs:ram::{DEFAULT_ACCOUNT_ID}:assumed-role/app-uploader/user-42"
     )
     assert body["AssumedRoleUser"]["AssumedRoleId"].endswith(":user-42")
-    assert service.assume_role_calls == 1
+    assert calls() == 1
 
     principal = service.resolve(creds["AccessKeyId"], creds["SecurityToken"])
     assert principal == Principal(
@@ -200,7 +201,7 @@ def test_without_policy_the_session_gets_the_role_policy_only(endpoint, service)
 
 
 @pytest.mark.parametrize("algorithm", [None, "v2"])
-def test_new_sdk_assume_role(endpoint, service, algorithm):
+def test_new_sdk_assume_role(endpoint, service, algorithm, calls):
     client = new_client(endpoint, algorithm=algorithm)
     request = sts_models.AssumeRoleRequest(
         role_arn=LONG_ROLE,
@@ -219,7 +220,7 @@ def test_new_sdk_assume_role(endpoint, service, algorithm):
     assert principal.role_arn == LONG_ROLE
     assert principal.policies[1] == ("session", SESSION_POLICY)
     assert format_expiration(principal.expiration) == creds.expiration
-    assert service.assume_role_calls == 1
+    assert calls() == 1
 
 
 # --- validation errors -------------------------------------------------------------------------
@@ -247,11 +248,11 @@ def test_new_sdk_assume_role(endpoint, service, algorithm):
         ({"ak": "LTAIunknown"}, 404, "InvalidAccessKeyId.NotFound"),
     ],
 )
-def test_old_sdk_validation_errors(endpoint, service, kwargs, status, code):
+def test_old_sdk_validation_errors(endpoint, service, kwargs, status, code, calls):
     error = old_error(endpoint, **kwargs)
     assert (error.get_http_status(), error.get_error_code()) == (status, code)
     assert error.get_request_id()
-    assert service.assume_role_calls == 1
+    assert calls() == 1
 
 
 def test_validation_messages(endpoint):
@@ -296,13 +297,13 @@ def test_error_body_has_the_real_shape(endpoint):
 # --- signatures and callers --------------------------------------------------------------------
 
 
-def test_wrong_secret_old_sdk(endpoint, service):
+def test_wrong_secret_old_sdk(endpoint, service, calls):
     # The SDK splits SignatureDoesNotMatch's message on ":"; when the server's string to sign
     # equals its own it reports the wrong secret, as it does against the real STS.
     error = old_error(endpoint, secret="wrong-secret")
     assert error.get_http_status() == 400
     assert error.get_error_code() == "InvalidAccessKeySecret"
-    assert service.assume_role_calls == 1
+    assert calls() == 1
 
 
 def test_wrong_secret_raw_message_contains_string_to_sign(endpoint):
@@ -431,14 +432,14 @@ def test_sts_credentials_cannot_assume_a_role(endpoint):
 # --- test hooks --------------------------------------------------------------------------------
 
 
-def test_throttle_next(endpoint, service):
+def test_throttle_next(endpoint, service, calls):
     service.throttle_next(2)
     for _ in range(2):
         error = old_error(endpoint)
         assert (error.get_http_status(), error.get_error_code()) == (400, "Throttling.User")
         assert error.get_error_msg() == "Request was denied due to user flow control."
     assert old_assume(endpoint)["Credentials"]["AccessKeyId"].startswith("STS.")
-    assert service.assume_role_calls == 3
+    assert calls() == 3
 
 
 def test_failure_mode(endpoint, service):
@@ -458,19 +459,12 @@ def test_failures_need_a_valid_signature_first(endpoint, service):
     assert old_error(endpoint, secret="nope").get_error_code() == "InvalidAccessKeySecret"
 
 
-def test_rate_limit(clock):
-    service = StsService(make_config(), clock, SEALING_KEY, rate_limit_per_second=1)
+def test_rate_limit(endpoint, service):
+    service.rate_limit_per_second = 1
     service.rate_limit_window_seconds = 3600  # one call per hour: no dependence on speed
-    handler = type("Handler", (_Handler,), {"service": service})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
-    try:
-        endpoint = f"127.0.0.1:{server.server_address[1]}"
-        assert old_assume(endpoint)["Credentials"]
-        assert old_error(endpoint).get_error_code() == "Throttling.User"
-    finally:
-        server.shutdown()
-        server.server_close()
+    assert old_assume(endpoint)["Credentials"]
+    error = old_error(endpoint)
+    assert (error.get_http_status(), error.get_error_code()) == (400, "Throttling.User")
 
 
 def test_delay_makes_the_client_time_out(endpoint, service):
@@ -565,8 +559,10 @@ def test_resolve_tampered_and_mismatched_tokens(service):
     )
 
 
-def test_token_survives_restart_with_the_same_sealing_key(service, clock):
-    creds = issued(service, policy=json.dumps(SESSION_POLICY))
+def test_token_survives_restart_with_the_same_sealing_key():
+    clock = Clock()
+    first = StsService(make_config(), clock, SEALING_KEY)
+    creds = issued(first, policy=json.dumps(SESSION_POLICY))
     again = StsService(make_config(), clock, SEALING_KEY)
     principal = again.resolve(creds["AccessKeyId"], creds["SecurityToken"])
     assert principal.access_key_secret == creds["AccessKeySecret"]
@@ -574,6 +570,71 @@ def test_token_survives_restart_with_the_same_sealing_key(service, clock):
     other_key = StsService(make_config(), clock, b"another-key")
     error = credential_error(other_key, creds["AccessKeyId"], creds["SecurityToken"])
     assert error.code == "InvalidSecurityToken"
+
+
+def test_token_survives_an_emulator_restart_on_the_same_data_dir(tmp_path):
+    config = EmulatorConfig(port=0, data_dir=tmp_path)
+    with Emulator(config) as emu:
+        endpoint = emu.endpoint.removeprefix("http://")
+        creds = old_assume(endpoint, policy=json.dumps(SESSION_POLICY))["Credentials"]
+        sts_bucket(emu, creds, "v1").put_object("users/42/a.txt", b"kept")
+    with Emulator(config) as emu:
+        bucket = sts_bucket(emu, creds, "v4")
+        assert bucket.get_object("users/42/a.txt").read() == b"kept"
+
+
+# --- the issued credentials used with oss2 -----------------------------------------------------
+
+
+def sts_bucket(emu: Emulator, creds: dict, auth_version: str) -> oss2.Bucket:
+    auth = oss2.StsAuth(
+        creds["AccessKeyId"],
+        creds["AccessKeySecret"],
+        creds["SecurityToken"],
+        auth_version=auth_version,
+    )
+    return oss2.Bucket(auth, emu.endpoint, "app-uploads", region=REGION)
+
+
+def oss_error(call) -> oss2.exceptions.OssError:
+    with pytest.raises(oss2.exceptions.OssError) as info:
+        call()
+    return info.value
+
+
+@pytest.mark.parametrize("auth_version", ["v1", "v4"])
+def test_oss_enforces_the_session_policy_and_expiry(emulator, endpoint, clock, auth_version):
+    creds = old_assume(endpoint, policy=json.dumps(SESSION_POLICY), duration=900)["Credentials"]
+    bucket = sts_bucket(emulator, creds, auth_version)
+    assert bucket.put_object("users/42/photo.jpg", b"jpeg").status == 200
+    assert bucket.get_object("users/42/photo.jpg").read() == b"jpeg"
+    error = oss_error(lambda: bucket.put_object("users/43/photo.jpg", b"x"))
+    assert (error.status, error.code) == (403, "AccessDenied")
+    # the role allows DeleteObject, the session policy does not: the intersection decides
+    error = oss_error(lambda: bucket.delete_object("users/42/photo.jpg"))
+    assert (error.status, error.code) == (403, "AccessDenied")
+    # Credentials issued 1000 s ago for 900 s: expired now, without skewing the request clock.
+    clock.advance(-1000)
+    old = issued(emulator.sts, policy=json.dumps(SESSION_POLICY))
+    clock.reset()
+    expired = sts_bucket(emulator, old, auth_version)
+    error = oss_error(lambda: expired.get_object("users/42/photo.jpg"))
+    assert (error.status, error.code) == (403, "SecurityTokenExpired")
+
+
+@pytest.mark.parametrize("auth_version", ["v1", "v4"])
+def test_oss_refuses_forged_tokens(emulator, endpoint, auth_version):
+    creds = old_assume(endpoint)["Credentials"]
+    token = creds["SecurityToken"]
+    middle = len(token) // 2
+    forged = token[:middle] + ("A" if token[middle] != "A" else "B") + token[middle + 1 :]
+    bucket = sts_bucket(emulator, {**creds, "SecurityToken": forged}, auth_version)
+    error = oss_error(lambda: bucket.put_object("users/42/x", b"x"))
+    assert (error.status, error.code) == (403, "InvalidSecurityToken")
+    other = old_assume(endpoint, session_name="someone-else")["Credentials"]
+    bucket = sts_bucket(emulator, {**creds, "SecurityToken": other["SecurityToken"]}, auth_version)
+    error = oss_error(lambda: bucket.put_object("users/42/x", b"x"))
+    assert (error.status, error.code) == (403, "InvalidSecurityToken")
 
 
 def test_token_reveals_neither_secret_nor_policy(service):
