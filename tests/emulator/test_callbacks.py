@@ -12,17 +12,21 @@ import stat
 import struct
 import threading
 import time
+import urllib.request
 import xml.etree.ElementTree as ET
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
+import crcmod
+import oss2
 import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
+from emulator import Emulator, EmulatorConfig
 from emulator.callbacks import (
     FORM,
     JSON_TYPE,
@@ -35,6 +39,11 @@ from emulator.callbacks import (
     parse_callback,
     render_body,
     send_callback,
+)
+from emulator.config import (
+    DEFAULT_BUCKET,
+    DEFAULT_ROOT_ACCESS_KEY_ID,
+    DEFAULT_ROOT_ACCESS_KEY_SECRET,
 )
 
 
@@ -556,3 +565,93 @@ def test_connection_refused(signer):
         message
         == f"Error status : -1. OSS can not connect to callbackUrl, please check url({url})."
     )
+
+
+# --- through the emulator, with oss2 -----------------------------------------------------------
+
+
+@pytest.fixture
+def emulator() -> Iterator[Emulator]:
+    with Emulator(EmulatorConfig(port=0)) as emu:
+        yield emu
+
+
+crc64_ecma = crcmod.mkCrcFun(0x142F0E1EBA9EA3693, initCrc=0, rev=True, xorOut=0xFFFFFFFFFFFFFFFF)
+
+
+def root_bucket(emu: Emulator) -> oss2.Bucket:
+    auth = oss2.Auth(DEFAULT_ROOT_ACCESS_KEY_ID, DEFAULT_ROOT_ACCESS_KEY_SECRET)
+    return oss2.Bucket(auth, emu.endpoint, DEFAULT_BUCKET)
+
+
+def callback_headers(url: str, body: str, body_type: str = JSON_TYPE, **variables: str) -> dict:
+    headers = {
+        "x-oss-callback": b64json(
+            {"callbackUrl": url, "callbackBody": body, "callbackBodyType": body_type}
+        )
+    }
+    if variables:
+        headers["x-oss-callback-var"] = b64json(variables)
+    return headers
+
+
+def test_put_object_with_callback_through_the_emulator(emulator, receiver):
+    bucket = root_bucket(emulator)
+    body = (
+        '{"bucket":"${bucket}","object":"${object}","size":${size},"etag":"${etag}",'
+        '"mime":"${mimeType}","w":"${imageInfo.width}","h":"${imageInfo.height}",'
+        '"fmt":"${imageInfo.format}","crc64":"${crc64}","op":"${operation}","user":"${x:user}"}'
+    )
+    image = png(7, 5)
+    result = bucket.put_object(
+        "users/42/pic.png",
+        image,
+        headers=callback_headers(f"{receiver.base}/cb?t=1", body, **{"x:user": "42"}),
+    )
+    assert result.status == 200
+    assert json.loads(result.resp.read()) == {"Status": "OK", "upload": 7}
+    [request] = receiver.requests
+    sent = json.loads(request.body)
+    assert sent == {
+        "bucket": DEFAULT_BUCKET,
+        "object": "users/42/pic.png",
+        "size": len(image),
+        "etag": hashlib.md5(image).hexdigest().upper(),  # noqa: S324 -- OSS ETags are MD5
+        "mime": "image/png",
+        "w": "7",
+        "h": "5",
+        "fmt": "png",
+        "crc64": str(crc64_ecma(image)),
+        "op": "PutObject",
+        "user": "42",
+    }
+    # The receiver fetches the public key from x-oss-pub-key-url and verifies, as the app does.
+    headers = {name.lower(): value for name, value in request.headers.items()}
+    key_url = base64.b64decode(headers["x-oss-pub-key-url"]).decode()
+    assert key_url == emulator.public_key_url
+    with urllib.request.urlopen(key_url, timeout=5) as response:
+        public_key_pem = response.read()
+    signed = b"/cb?t=1\n" + request.body
+    verify(public_key_pem, base64.b64decode(headers["authorization"]), signed)
+
+
+def test_failed_callback_gives_203_and_keeps_the_object(emulator, receiver):
+    bucket = root_bucket(emulator)
+    result = bucket.put_object(
+        "users/42/a.txt", b"kept", headers=callback_headers(f"{receiver.base}/fail", "{}")
+    )
+    assert result.status == 203
+    root = ET.fromstring(result.resp.read())  # noqa: S314 -- the emulator's own output
+    assert (root.findtext("Code"), root.findtext("Message")) == (
+        "CallbackFailed",
+        "Error status : 502.",
+    )
+    assert bucket.get_object("users/42/a.txt").read() == b"kept"
+
+
+def test_invalid_callback_header_is_refused_before_storing(emulator):
+    bucket = root_bucket(emulator)
+    with pytest.raises(oss2.exceptions.OssError) as info:
+        bucket.put_object("users/42/b.txt", b"x", headers={"x-oss-callback": "%%%"})
+    assert (info.value.status, info.value.code) == (400, "InvalidArgument")
+    assert not bucket.object_exists("users/42/b.txt")
