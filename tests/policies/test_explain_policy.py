@@ -1,0 +1,116 @@
+"""manage.py explain_policy, through call_command."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from django.core.management import CommandError, call_command
+
+pytestmark = pytest.mark.django_db
+
+
+def explain(*args: str) -> str:
+    out = io.StringIO()
+    call_command("explain_policy", *args, stdout=out)
+    return out.getvalue()
+
+
+def test_prints_the_rendered_policy(user, settings):
+    output = explain("--user", user.username, "--scope", "write")
+    lines = output.splitlines()
+    assert lines[0] == (
+        f"Session policy for user {user.username} (public id {user.public_id}), scope write: "
+        f"prefix users/{user.public_id}/ in bucket {settings.OSS_BUCKET}; 198 characters minified "
+        "(STS limit 2048)."
+    )
+    assert json.loads("\n".join(lines[1:])) == {
+        "Version": "1",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": ["oss:PutObject", "oss:ListParts", "oss:AbortMultipartUpload"],
+                "Resource": [f"acs:oss:*:*:{settings.OSS_BUCKET}/users/{user.public_id}/*"],
+            }
+        ],
+    }
+
+
+def test_allowed_names_the_deciding_statement(user, settings):
+    key = f"users/{user.public_id}/photo.jpg"
+    output = explain(
+        "--user", user.public_id, "--scope", "readwrite", "--action", "oss:PutObject", "--key", key
+    )
+    resource = f"acs:oss:*:*:{settings.OSS_BUCKET}/{key}"
+    tail = output.splitlines()[-4:]
+    assert tail[0] == (
+        "Evaluated against the session policy alone (the role's own policy in RAM can only "
+        "narrow this further)."
+    )
+    assert tail[1] == f"ALLOWED: oss:PutObject on {resource}"
+    assert tail[2].startswith('Decided by statement 1 (Allow): {"Effect":"Allow","Action":[')
+    assert tail[3] == f'Reason: statement 1 of "session policy" allows oss:PutObject on {resource}'
+
+
+def test_denied_for_another_users_key(user, other_user, settings):
+    key = f"users/{other_user.public_id}/photo.jpg"
+    output = explain(
+        "--user", user.username, "--scope", "readwrite", "--action", "oss:GetObject", "--key", key
+    )
+    resource = f"acs:oss:*:*:{settings.OSS_BUCKET}/{key}"
+    tail = output.splitlines()[-3:]
+    assert tail == [
+        f"DENIED: oss:GetObject on {resource}",
+        "Decided by: no statement matches (implicit deny).",
+        f'Reason: no statement of "session policy" allows oss:GetObject on {resource}',
+    ]
+
+
+def test_write_scope_cannot_read(user, settings):
+    key = f"users/{user.public_id}/photo.jpg"
+    output = explain(
+        "--user", user.username, "--scope", "write", "--action", "oss:GetObject", "--key", key
+    )
+    assert f"DENIED: oss:GetObject on acs:oss:*:*:{settings.OSS_BUCKET}/{key}" in output
+
+
+def test_listing_uses_the_key_as_prefix_condition(user, other_user, settings):
+    own = explain(
+        "--user", user.username, "--scope", "read", "--action", "oss:ListObjects",
+        "--key", f"users/{user.public_id}/",
+    )  # fmt: skip
+    assert (
+        f"ALLOWED: oss:ListObjects on acs:oss:*:*:{settings.OSS_BUCKET} with oss:Prefix="
+        f"'users/{user.public_id}/'" in own
+    )
+    assert "Decided by statement 2 (Allow)" in own
+    other = explain(
+        "--user", user.username, "--scope", "read", "--action", "oss:ListObjects",
+        "--key", f"users/{other_user.public_id}/",
+    )  # fmt: skip
+    assert f"DENIED: oss:ListObjects on acs:oss:*:*:{settings.OSS_BUCKET}" in other
+    assert "statement 2 matches, but oss:Prefix=" in other
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--user", "ghost", "--scope", "read"], "No user with username or public id 'ghost'."),
+        (
+            ["--scope", "sideways"],
+            "Unknown scope 'sideways'. Use one of: read, write, readwrite, bucket_read, "
+            "bucket_read_write, all.",
+        ),
+        (
+            ["--scope", "read", "--action", "oss:GetObject"],
+            "--action and --key go together: give both or neither.",
+        ),
+    ],
+)
+def test_clear_errors(user, args, message):
+    if "--user" not in args:
+        args = ["--user", user.username, *args]
+    with pytest.raises(CommandError) as caught:
+        explain(*args)
+    assert str(caught.value) == message
