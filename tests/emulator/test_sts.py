@@ -8,8 +8,10 @@ port, and the credentials it issues are then used with oss2.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 
@@ -19,12 +21,14 @@ from alibabacloud_sts20150401 import models as sts_models
 from alibabacloud_sts20150401.client import Client as StsClient
 from alibabacloud_tea_openapi import models as openapi_models
 from alibabacloud_tea_openapi.exceptions import ClientException as NewClientException
+from alibabacloud_tea_openapi.utils import Utils as OpenApiUtils
 from aliyunsdkcore.acs_exception.exceptions import ClientException as OldClientException
 from aliyunsdkcore.acs_exception.exceptions import ServerException
 from aliyunsdkcore.auth.composer.rpc_signature_composer import get_signed_url
 from aliyunsdkcore.auth.credentials import StsTokenCredential
 from aliyunsdkcore.client import AcsClient
 from aliyunsdksts.request.v20150401.AssumeRoleRequest import AssumeRoleRequest
+from darabonba.request import DaraRequest
 
 from emulator import Emulator
 from emulator.clock import Clock
@@ -650,3 +654,82 @@ def test_empty_policy_parameter_counts_as_none(endpoint, service):
     creds = old_assume(endpoint, policy="")["Credentials"]
     principal = service.resolve(creds["AccessKeyId"], creds["SecurityToken"])
     assert principal.policies == (("role", ROLE_POLICY),)
+
+
+# --- ACS3 requests signed by the SDK's own signer, sent raw -------------------------------------
+
+
+def acs3_request(endpoint: str, *, secret: str = DEFAULT_ROOT_ACCESS_KEY_SECRET, extra=None):
+    """An AssumeRole request signed with alibabacloud_tea_openapi's get_authorization."""
+    request = DaraRequest()
+    request.method = "POST"
+    request.pathname = "/"
+    request.query = {"RoleArn": DEFAULT_ROLE_ARN, "RoleSessionName": "raw-acs3"}
+    request.headers = {
+        "host": endpoint,
+        "x-acs-version": "2015-04-01",
+        "x-acs-action": "AssumeRole",
+        "x-acs-date": OpenApiUtils.get_timestamp(),
+        "x-acs-signature-nonce": OpenApiUtils.get_nonce(),
+        "x-acs-content-sha256": hashlib.sha256(b"").hexdigest(),
+    }
+    request.headers["Authorization"] = OpenApiUtils.get_authorization(
+        request,
+        "ACS3-HMAC-SHA256",
+        hashlib.sha256(b"").hexdigest(),
+        DEFAULT_ROOT_ACCESS_KEY_ID,
+        secret,
+    )
+    headers = {**request.headers, **(extra or {})}
+    del headers["host"]  # urllib sends the same Host itself
+    query = urllib.parse.urlencode(request.query)
+    return urllib.request.Request(
+        f"http://{endpoint}/?{query}", method="POST", data=b"", headers=headers
+    )
+
+
+def raw_error(request) -> tuple[int, dict]:
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(request, timeout=5)
+    return info.value.code, json.loads(info.value.read())
+
+
+def test_acs3_raw_request_and_replay(endpoint):
+    request = acs3_request(endpoint)
+    with urllib.request.urlopen(request, timeout=5) as response:
+        body = json.loads(response.read())
+    assert body["AssumedRoleUser"]["Arn"].endswith("/app-uploader/raw-acs3")
+    status, error = raw_error(request)
+    assert (status, error["Code"]) == (400, "SignatureNonceUsed")
+
+
+def test_acs3_unsigned_acs_header_is_refused(endpoint):
+    status, error = raw_error(acs3_request(endpoint, extra={"x-acs-security-token": "x"}))
+    assert (status, error["Code"]) == (400, "IncompleteSignature")
+    assert error["Message"].endswith("header x-acs-security-token must be signed.")
+
+
+def test_acs3_tampered_parameter_breaks_the_signature(endpoint):
+    request = acs3_request(endpoint)
+    request.full_url = request.full_url.replace("raw-acs3", "raw-acs4")
+    status, error = raw_error(request)
+    assert (status, error["Code"]) == (400, "SignatureDoesNotMatch")
+    assert error["Message"].startswith(
+        "Specified signature is not matched with our calculation. server string to sign is:"
+        "ACS3-HMAC-SHA256\n"
+    )
+
+
+def test_new_sdk_with_sts_credentials_cannot_assume_a_role(endpoint):
+    creds = old_assume(endpoint)["Credentials"]
+    config = openapi_models.Config(
+        access_key_id=creds["AccessKeyId"],
+        access_key_secret=creds["AccessKeySecret"],
+        security_token=creds["SecurityToken"],
+        endpoint=endpoint,
+        protocol="http",
+    )
+    request = sts_models.AssumeRoleRequest(role_arn=DEFAULT_ROLE_ARN, role_session_name="u42")
+    with pytest.raises(NewClientException) as info:
+        StsClient(config).assume_role(request)
+    assert (info.value.status_code, info.value.code) == (403, "NoPermission")
