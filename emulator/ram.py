@@ -24,8 +24,10 @@ What this reproduces of the real service:
   not know fails too: a statement is never applied on a guess (fail closed). Condition keys are
   looked up case-insensitively, as RAM does. Supported: StringEquals, StringNotEquals,
   StringEqualsIgnoreCase, StringNotEqualsIgnoreCase, StringLike, StringNotLike, NumericEquals,
-  NumericNotEquals, NumericLessThan(Equals), NumericGreaterThan(Equals), Bool, IpAddress,
-  NotIpAddress.
+  NumericNotEquals, NumericLessThan(Equals), NumericGreaterThan(Equals), DateEquals,
+  DateNotEquals, DateLessThan(Equals), DateGreaterThan(Equals) (ISO 8601, e.g. against
+  `acs:CurrentTime`), Bool, IpAddress, NotIpAddress. Values that do not parse as the operator's
+  type make the condition fail.
 
 This module is pure (no I/O, no Django) so that both the emulator and the app server's
 `explain_policy` command use the very same evaluation.
@@ -38,6 +40,7 @@ import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -243,6 +246,24 @@ def _numeric(compare: Callable[[float, float], bool]) -> Callable[[str, str], bo
     return test
 
 
+def _instant(text: str) -> float | None:
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def _dated(compare: Callable[[float, float], bool]) -> Callable[[str, str], bool]:
+    def test(actual: str, expected: str) -> bool:
+        a, b = _instant(actual), _instant(expected)
+        return a is not None and b is not None and compare(a, b)
+
+    return test
+
+
 def _ip_in(actual: str, expected: str) -> bool:
     try:
         return ipaddress.ip_address(actual) in ipaddress.ip_network(expected, strict=False)
@@ -264,6 +285,12 @@ _OPERATORS: dict[str, tuple[Callable[[str, str], bool], bool]] = {
     "NumericLessThanEquals": (_numeric(lambda a, e: a <= e), False),
     "NumericGreaterThan": (_numeric(lambda a, e: a > e), False),
     "NumericGreaterThanEquals": (_numeric(lambda a, e: a >= e), False),
+    "DateEquals": (_dated(lambda a, e: a == e), False),
+    "DateNotEquals": (_dated(lambda a, e: a == e), True),
+    "DateLessThan": (_dated(lambda a, e: a < e), False),
+    "DateLessThanEquals": (_dated(lambda a, e: a <= e), False),
+    "DateGreaterThan": (_dated(lambda a, e: a > e), False),
+    "DateGreaterThanEquals": (_dated(lambda a, e: a >= e), False),
     "Bool": (lambda a, e: a.lower() == e.lower(), False),
     "IpAddress": (_ip_in, False),
     "NotIpAddress": (_ip_in, True),

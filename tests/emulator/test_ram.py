@@ -433,3 +433,22 @@ def test_evaluate_rejects_malformed_policy_dicts():
             context={},
         )
     assert info.value.code == "InvalidParameter.PolicyGrammar"
+
+
+@pytest.mark.parametrize(
+    ("operator", "limit", "now", "expected"),
+    [
+        ("DateLessThan", "2026-12-01T00:00:00Z", "2026-11-28T23:00:00.000Z", True),
+        ("DateLessThan", "2026-12-01T00:00:00Z", "2026-12-01T00:00:00Z", False),
+        ("DateLessThanEquals", "2026-12-01T00:00:00Z", "2026-12-01T00:00:00Z", True),
+        ("DateGreaterThan", "2026-12-01T00:00:00Z", "2026-12-01T08:00:00+08:00", False),
+        ("DateGreaterThanEquals", "2026-12-01T00:00:00Z", "2026-12-01T08:00:00+08:00", True),
+        ("DateEquals", "2026-12-01T00:00:00Z", "2026-12-01T08:00:00+08:00", True),
+        ("DateNotEquals", "2026-12-01T00:00:00Z", "2026-12-01T00:00:01Z", True),
+        ("DateLessThan", "2026-12-01T00:00:00Z", "yesterday", False),
+    ],
+)
+def test_date_conditions(operator, limit, now, expected):
+    p = policy(allow("oss:GetObject", "*", Condition={operator: {"acs:CurrentTime": limit}}))
+    d = evaluate(p, action="oss:GetObject", resource=OBJ, context={"acs:CurrentTime": now})
+    assert d.allowed is expected
