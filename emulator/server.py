@@ -14,6 +14,7 @@ thread forever.
 from __future__ import annotations
 
 import base64
+import functools
 import logging
 import secrets
 import threading
@@ -284,6 +285,15 @@ class _RootOnly:
         )
 
 
+@functools.cache
+def _memory_signer() -> Any:
+    """One callback key per process for in-memory emulators: RSA key generation is slow and
+    a test suite starts many emulators."""
+    from emulator.callbacks import CallbackSigner
+
+    return CallbackSigner(None)
+
+
 class Emulator:
     """The emulator: storage, STS, OSS and the HTTP server, startable in-process or as a CLI."""
 
@@ -338,7 +348,10 @@ class Emulator:
             from emulator.callbacks import CallbackSigner
         except ImportError:
             return None, b""
-        signer = CallbackSigner(data_dir / "callback-key.pem" if data_dir is not None else None)
+        if data_dir is None:
+            signer = _memory_signer()
+        else:
+            signer = CallbackSigner(data_dir / "callback-key.pem")
         return signer, signer.public_key_pem
 
     @staticmethod
@@ -379,7 +392,7 @@ class Emulator:
     def start(self) -> Emulator:
         server = self._bind()
         self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
         self._thread.name = f"emulator:{self.port}"
         self._thread.start()

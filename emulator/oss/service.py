@@ -167,7 +167,10 @@ class OssService:
         if signed is None:
             # Every emulated bucket is private, as a new OSS bucket is.
             raise access_denied("You have no right to access this resource: anonymous access.")
+        # The token is judged before the request time: a test (or a client) that sees its token
+        # expire learns that, rather than a skew caused by the emulator's moved clock.
         principal = self.principal(signed.access_key_id, signed.security_token)
+        signed.check_time(self.now())
         signed.verify(principal.access_key_secret)
         return principal
 
