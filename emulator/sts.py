@@ -298,9 +298,13 @@ class StsService:
         if access_key_id.startswith(STS_KEY_PREFIX) and security_token:
             try:
                 self.resolve(access_key_id, security_token)
-            except CredentialError:
+            except CredentialError as exc:
+                if exc.code == "SecurityTokenExpired":
+                    raise _StsError(
+                        400, "InvalidSecurityToken.Expired", "Specified SecurityToken is expired."
+                    ) from None
                 raise _StsError(
-                    400, "InvalidSecurityToken.Malformed", "The security token is malformed."
+                    400, "InvalidSecurityToken.Malformed", "Specified SecurityToken is malformed."
                 ) from None
             return _Caller(access_key_id, is_root=False)
         raise _StsError(404, "InvalidAccessKeyId.NotFound", "Specified access key is not found.")
@@ -310,7 +314,7 @@ class StsService:
             return self._config.root_access_key_secret
         return self.resolve(caller.access_key_id, security_token).access_key_secret
 
-    def _check_time_and_nonce(self, timestamp: str, nonce: str, access_key_id: str) -> None:
+    def _check_time(self, timestamp: str) -> None:
         if not timestamp:
             raise _StsError(400, "MissingTimestamp", "Timestamp is mandatory for this action.")
         when = _parse_time(timestamp)
@@ -320,15 +324,18 @@ class StsService:
                 "InvalidTimeStamp.Format",
                 "Specified time stamp or date value is not well formatted.",
             )
-        now = self._clock.now()
-        if abs(now - when) > MAX_SKEW_SECONDS:
+        if abs(self._clock.now() - when) > MAX_SKEW_SECONDS:
             raise _StsError(
                 400, "InvalidTimeStamp.Expired", "Specified time stamp or date value is expired."
             )
+
+    def _use_nonce(self, nonce: str, access_key_id: str) -> None:
+        # Called only once the signature is verified, so a forged request cannot burn a nonce.
         if not nonce:
             raise _StsError(
                 400, "MissingSignatureNonce", "SignatureNonce is mandatory for this action."
             )
+        now = self._clock.now()
         with self._lock:
             if len(self._nonces) > 10_000:
                 self._nonces = {k: v for k, v in self._nonces.items() if v > now}
@@ -359,15 +366,14 @@ class StsService:
             )
         token = params.get("SecurityToken")
         caller = self._secret_for(access_key_id, token)
-        self._check_time_and_nonce(
-            params.get("Timestamp", ""), params.get("SignatureNonce", ""), access_key_id
-        )
+        self._check_time(params.get("Timestamp", ""))
         string_to_sign = rpc_string_to_sign(method, params)
         key = (self._secret(caller, token) + "&").encode()
         digest = hmac.new(key, string_to_sign.encode(), digests[signature_method]).digest()
         expected = base64.b64encode(digest).decode()
         if not hmac.compare_digest(expected, signature):
             raise _signature_mismatch(string_to_sign)
+        self._use_nonce(params.get("SignatureNonce", ""), access_key_id)
         return caller
 
     def _authenticate_acs3(
@@ -400,18 +406,17 @@ class StsService:
             )
         token = headers.get("x-acs-security-token")
         caller = self._secret_for(access_key_id, token)
-        self._check_time_and_nonce(
-            headers.get("x-acs-date", ""), headers.get("x-acs-signature-nonce", ""), access_key_id
-        )
+        self._check_time(headers.get("x-acs-date", ""))
+        payload_hash = hashlib.sha256(body).hexdigest()
         canonical = acs3_canonical_request(
-            method, path.split("?", 1)[0], query, headers, signed_headers,
-            hashlib.sha256(body).hexdigest(),
-        )  # fmt: skip
+            method, path.split("?", 1)[0], query, headers, signed_headers, payload_hash
+        )
         string_to_sign = f"{algorithm}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
         secret = self._secret(caller, token).encode()
         expected = hmac.new(secret, string_to_sign.encode(), hashlib.sha256).hexdigest()
         if not hmac.compare_digest(expected, signature.lower()):
             raise _signature_mismatch(string_to_sign)
+        self._use_nonce(headers.get("x-acs-signature-nonce", ""), access_key_id)
         return caller
 
     def _check_limits(self) -> None:

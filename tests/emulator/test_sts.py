@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -24,6 +25,7 @@ from alibabacloud_tea_openapi.exceptions import ClientException as NewClientExce
 from alibabacloud_tea_openapi.utils import Utils as OpenApiUtils
 from aliyunsdkcore.acs_exception.exceptions import ClientException as OldClientException
 from aliyunsdkcore.acs_exception.exceptions import ServerException
+from aliyunsdkcore.auth.composer import rpc_signature_composer
 from aliyunsdkcore.auth.composer.rpc_signature_composer import get_signed_url
 from aliyunsdkcore.auth.credentials import StsTokenCredential
 from aliyunsdkcore.client import AcsClient
@@ -733,3 +735,54 @@ def test_new_sdk_with_sts_credentials_cannot_assume_a_role(endpoint):
     with pytest.raises(NewClientException) as info:
         StsClient(config).assume_role(request)
     assert (info.value.status_code, info.value.code) == (403, "NoPermission")
+
+
+def signed_rpc_url(params: dict, secret: str) -> str:
+    """Sign fixed parameters (nonce included) with aliyun-python-sdk-core's own RPC helpers."""
+    compose = getattr(rpc_signature_composer, "__compose_string_to_sign")
+    sign = getattr(rpc_signature_composer, "__get_signature")
+    signature = sign(compose("POST", params), secret)
+    return "/?" + urllib.parse.urlencode({**params, "Signature": signature})
+
+
+def test_a_forged_request_does_not_burn_the_nonce(endpoint):
+    params = {
+        "Action": "AssumeRole",
+        "Version": "2015-04-01",
+        "Format": "JSON",
+        "RoleArn": DEFAULT_ROLE_ARN,
+        "RoleSessionName": "nonce-test",
+        "AccessKeyId": DEFAULT_ROOT_ACCESS_KEY_ID,
+        "SignatureMethod": "HMAC-SHA1",
+        "SignatureVersion": "1.0",
+        "SignatureType": "",
+        "SignatureNonce": "fixed-nonce-0001",
+        "Timestamp": format_expiration(time.time()),
+    }
+    forged = signed_rpc_url(params, "not-the-secret")
+    status, error = raw_error(
+        urllib.request.Request(f"http://{endpoint}{forged}", method="POST", data=b"")
+    )
+    assert (status, error["Code"]) == (400, "SignatureDoesNotMatch")
+    genuine = signed_rpc_url(params, DEFAULT_ROOT_ACCESS_KEY_SECRET)
+    request = urllib.request.Request(f"http://{endpoint}{genuine}", method="POST", data=b"")
+    with urllib.request.urlopen(request, timeout=5) as response:
+        assert json.loads(response.read())["AssumedRoleUser"]["Arn"].endswith("/nonce-test")
+
+
+def test_expired_sts_credentials_calling_sts(endpoint, service, clock):
+    clock.advance(-1000)
+    creds = issued(service)
+    clock.reset()
+    client = AcsClient(
+        region_id=REGION,
+        credential=StsTokenCredential(
+            creds["AccessKeyId"], creds["AccessKeySecret"], creds["SecurityToken"]
+        ),
+        auto_retry=False,
+    )
+    error = old_error(endpoint, client=client)
+    assert (error.get_http_status(), error.get_error_code()) == (
+        400,
+        "InvalidSecurityToken.Expired",
+    )
