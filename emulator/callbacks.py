@@ -168,7 +168,7 @@ def parse_callback(callback_b64: str, callback_var_b64: str | None) -> CallbackS
     if not isinstance(body, str) or not body:
         raise CallbackArgumentError("The callbackBody is missing in the callback configuration.")
     host = document.get("callbackHost")
-    if host is not None and (not isinstance(host, str) or not host.strip()):
+    if host is not None and (not isinstance(host, str) or not host.strip() or not host.isascii()):
         raise CallbackArgumentError("The callbackHost is invalid.")
     body_type = document.get("callbackBodyType", FORM)
     if not isinstance(body_type, str) or body_type.strip().lower() not in (FORM, JSON_TYPE):
@@ -515,7 +515,8 @@ def send_callback(
         except TimeoutError:
             error = timeout_error
             break  # the whole time budget is spent, for every URL
-        except (OSError, http.client.HTTPException):
+        except (OSError, http.client.HTTPException, ValueError):
+            # ValueError: http.client refuses a header or URL it cannot encode.
             if attempt.timed_out:
                 error = timeout_error
                 break

@@ -157,6 +157,7 @@ GOOD = {"callbackUrl": "http://h/cb", "callbackBody": "a=${bucket}"}
         (b64json({**GOOD, "callbackBody": ""}), None, "The callbackBody is missing"),
         (b64json({**GOOD, "callbackBodyType": "text/plain"}), None, "The callbackBodyType must be"),
         (b64json({**GOOD, "callbackHost": ""}), None, "The callbackHost is invalid."),
+        (b64json({**GOOD, "callbackHost": "hôte.example"}), None, "The callbackHost is invalid."),
         (b64json({**GOOD, "callbackSNI": 3}), None, "The callbackSNI must be true or false."),
         (b64json(GOOD), b64json({"user": "42"}), "The callback variable user is invalid"),
         (b64json(GOOD), b64json({"x:User": "42"}), "The callback variable x:User is invalid"),
