@@ -70,6 +70,12 @@ def make_grant(user: User, when: datetime) -> None:
     CredentialGrant.objects.filter(pk=grant.pk).update(created_at=when)
 
 
+@pytest.fixture(autouse=True)
+def _fast_passwords(settings):
+    # These tests never log in with a password; PBKDF2 would dominate their run time.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @dataclass
 class Known:
     alice: User
