@@ -121,11 +121,11 @@ class Live:
         )
 
 
-def callback_body(ticket: dict, *, etag: str, size: int, mime: str = "image/png", **extra) -> bytes:
+def callback_body(issued: dict, *, etag: str, size: int, mime: str = "image/png", **extra) -> bytes:
     """The body OSS renders from the ticket's template (form-encoded)."""
     fields = {
-        "bucket": ticket["bucket"],
-        "object": ticket["key"],
+        "bucket": issued["bucket"],
+        "object": issued["key"],
         "etag": etag,
         "size": str(size),
         "mimeType": mime,
@@ -135,7 +135,7 @@ def callback_body(ticket: dict, *, etag: str, size: int, mime: str = "image/png"
         "crc64": "1",
         "reqId": "REQ1",
         "operation": "PutObject",
-        "ticket": ticket["callback"]["callbackVar"]["x:ticket"],
+        "ticket": issued["callback"]["callbackVar"]["x:ticket"],
     }
     fields.update(extra)
     return urlencode(fields).encode()
