@@ -62,11 +62,17 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- plumbing of BaseHTTPRequestHandler ----------------------------------------------------
 
+    def version_string(self) -> str:
+        return self.server_version
+
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s %s", self.address_string(), format % args)
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Errors found by the base class (bad request line, headers too long...) as OSS XML."""
+        # A request line too broken to parse leaves the base class thinking this is HTTP/0.9,
+        # which has no status line; answer as the HTTP/1.1 server this is.
+        self.request_version = "HTTP/1.1"
         codes = {400: "InvalidRequest", 414: "RequestURITooLong", 431: "RequestHeaderTooLarge"}
         error = OssError(
             code if code in codes else 400,
@@ -74,7 +80,10 @@ class _Handler(BaseHTTPRequestHandler):
             message or "The request is malformed.",
         )
         self.close_connection = True
-        self._send(self._error_response(error, new_request_id(), head=False), head=False)
+        request_id = new_request_id()
+        response = self._error_response(error, request_id, head=False)
+        response.headers["x-oss-request-id"] = request_id
+        self._send(response, head=False)
 
     def do_GET(self) -> None:
         self._dispatch()

@@ -594,7 +594,7 @@ class OssService:
         after = start_after
         if token is not None:
             try:
-                after = base64.urlsafe_b64decode(token.encode()).decode()
+                after = base64.b64decode(token.encode(), altchars=b"-_", validate=True).decode()
             except (binascii.Error, ValueError):
                 raise invalid_argument(
                     "The continuation token provided is incorrect.",
