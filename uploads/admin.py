@@ -168,4 +168,4 @@ class StorageUsageInline(UsageDisplayMixin, admin.StackedInline):
     can_delete = False
     fields = ("max_bytes", "max_objects", "used", "reserved")
     readonly_fields = ("used", "reserved")
-    verbose_name_plural = "storage quota"
+    verbose_name = verbose_name_plural = "storage quota"
