@@ -1,0 +1,71 @@
+"""Suspension as an admin action: immediate, and it drops the user's cached credentials."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.cache import cache
+from django.test import Client
+from django.urls import reverse
+
+from policies.services import ALL_SCOPES
+from tokens.services import credentials_cache_key, credentials_for_user
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin_client(staff_user) -> Client:
+    client = Client()
+    client.force_login(staff_user)
+    return client
+
+
+def _changelist_action(client: Client, action: str, *users) -> None:
+    response = client.post(
+        reverse("admin:accounts_user_changelist"),
+        {"action": action, "_selected_action": [u.pk for u in users]},
+    )
+    assert response.status_code == 302
+
+
+def test_admin_suspend_and_unsuspend_actions(admin_client, staff_user, user, other_user, alibaba):
+    for scope in ("read", "readwrite"):
+        credentials_for_user(user=user, scope=scope, client_ip="127.0.0.1", user_agent="test")
+    credentials_for_user(user=other_user, scope="read", client_ip=None, user_agent="")
+    assert cache.get(credentials_cache_key(user=user, scope="readwrite")) is not None
+
+    _changelist_action(admin_client, "suspend_users", user)
+    user.refresh_from_db()
+    assert user.is_suspended
+    assert user.suspended_at is not None
+    assert user.suspension_reason == f"suspended by {staff_user.username}"
+    for scope in ALL_SCOPES:
+        assert cache.get(credentials_cache_key(user=user, scope=scope)) is None
+    # Nobody else's credentials were touched.
+    assert cache.get(credentials_cache_key(user=other_user, scope="read")) is not None
+
+    _changelist_action(admin_client, "unsuspend_users", user)
+    user.refresh_from_db()
+    assert not user.is_suspended
+    assert user.suspended_at is None
+    assert user.suspension_reason == ""
+
+
+def test_suspended_user_gets_no_credentials_from_the_service(user, alibaba):
+    from accounts.services import user_suspend
+    from appserver.errors import AccountSuspended
+
+    user_suspend(user=user, reason="test")
+    calls = alibaba.sts.assume_role_calls
+    with pytest.raises(AccountSuspended):
+        credentials_for_user(user=user, scope="read", client_ip=None, user_agent="")
+    assert alibaba.sts.assume_role_calls == calls
+
+
+def test_user_admin_lists_suspension(admin_client, user):
+    from accounts.services import user_suspend
+
+    user_suspend(user=user, reason="chargeback")
+    page = admin_client.get(reverse("admin:accounts_user_changelist"), {"is_suspended__exact": 1})
+    assert page.status_code == 200
+    assert user.username in page.content.decode()
