@@ -122,3 +122,54 @@ def oss_sign_download_url(
     except (oss2.exceptions.OssError, oss2.exceptions.ClientError, ValueError) as exc:
         raise StorageUnavailable(f"Could not sign a download URL: {_describe(exc)}") from exc
     return SignedUrl(url=url, expires_at=datetime.now(UTC) + timedelta(seconds=seconds))
+
+
+# --- Reconciliation (reports app) ---------------------------------------------------------------
+# Listing for `manage.py reconcile` (reports/reconciliation.py). It runs offline, not on the
+# callback path, so its calls get a longer bound than OSS_TIMEOUT_SECONDS.
+RECONCILE_TIMEOUT_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class ListedObject:
+    key: str
+    size: int
+    etag: str  # upper-case hex, without quotes
+    last_modified: datetime
+
+
+@dataclass(frozen=True)
+class ObjectPage:
+    objects: tuple[ListedObject, ...]
+    prefixes: tuple[str, ...]  # CommonPrefixes, with a delimiter
+    next_marker: str  # where the next page starts ("" when not truncated)
+    truncated: bool
+
+
+def oss_list_page(
+    *, prefix: str, marker: str = "", delimiter: str = "", max_keys: int = 1000
+) -> ObjectPage:
+    """One ListObjects (v1) page under `prefix`, in key order (UTF-8 byte order, as OSS sorts).
+
+    The marker makes listing resumable from any key: a later page never depends on an earlier
+    call's state on the server."""
+    try:
+        result = _bucket(timeout=RECONCILE_TIMEOUT_SECONDS).list_objects(
+            prefix=prefix, delimiter=delimiter, marker=marker, max_keys=max_keys
+        )
+    except (oss2.exceptions.OssError, oss2.exceptions.RequestError) as exc:
+        raise StorageUnavailable(f"ListObjects failed: {_describe(exc)}") from exc
+    return ObjectPage(
+        objects=tuple(
+            ListedObject(
+                key=o.key,
+                size=int(o.size),
+                etag=(o.etag or "").strip('"').upper(),
+                last_modified=datetime.fromtimestamp(o.last_modified, UTC),
+            )
+            for o in result.object_list
+        ),
+        prefixes=tuple(result.prefix_list),
+        next_marker=result.next_marker if result.is_truncated else "",
+        truncated=bool(result.is_truncated),
+    )
