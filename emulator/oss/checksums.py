@@ -69,7 +69,15 @@ class Digest:
         self.size = 0
 
     def update(self, data: bytes) -> None:
+        self.update_md5(data)
+        self.update_crc(data)
+
+    # The two halves separately, so a caller may run them in parallel on one chunk; each must
+    # still see the chunks in order.
+    def update_md5(self, data: bytes) -> None:
         self._md5.update(data)
+
+    def update_crc(self, data: bytes) -> None:
         self.crc64 = crc64(data, self.crc64)
         self.size += len(data)
 

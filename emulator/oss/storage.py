@@ -27,6 +27,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -35,6 +36,9 @@ from emulator.oss.checksums import Digest, crc64_combine, multipart_etag
 from emulator.oss.errors import OssError, no_such_bucket, no_such_key, no_such_upload
 
 _COPY_CHUNK = 1 << 20
+# Chunks at least this big are hashed and written on the pool, in parallel with the next read.
+_PARALLEL_FROM = 64 * 1024
+_POOL = ThreadPoolExecutor(max_workers=6, thread_name_prefix="oss-digest")
 MIN_PART_SIZE = 100 * 1024  # OSS refuses smaller parts, except the last one
 MAX_PART_NUMBER = 10000
 
@@ -185,23 +189,42 @@ class Storage:
     # -- receiving bodies --------------------------------------------------------------------
 
     def receive(self, stream: Readable, *, limit: int | None = None) -> Blob:
-        """Stream a body into tmp/, digesting it. The caller commits or discards the blob."""
+        """Stream a body into tmp/, digesting it. The caller commits or discards the blob.
+
+        A pipeline, because hashing is what bounds upload speed: while chunk k is CRC'd, MD5'd
+        and written by the pool (MD5 and file writes release the GIL, so they run on another
+        core), the socket read of chunk k+1 proceeds here.
+        """
         digest = Digest()
         fd, name = tempfile.mkstemp(dir=self._tmp)
         path = Path(name)
+        pending: list[Future] = []
         try:
             with os.fdopen(fd, "wb") as out:
                 while True:
                     data = stream.read(_COPY_CHUNK)
+                    for future in pending:
+                        future.result()
+                    pending = []
                     if not data:
                         break
-                    digest.update(data)
-                    if limit is not None and digest.size > limit:
+                    if limit is not None and digest.size + len(data) > limit:
                         raise OssError(
                             400, "EntityTooLarge", "Your proposed upload exceeds the limit."
                         )
-                    out.write(data)
+                    if len(data) < _PARALLEL_FROM:
+                        digest.update(data)
+                        out.write(data)
+                        continue
+                    pending = [
+                        _POOL.submit(digest.update_md5, data),
+                        _POOL.submit(digest.update_crc, data),
+                        _POOL.submit(out.write, data),
+                    ]
         except BaseException:
+            for future in pending:
+                future.cancel()
+            wait(pending)
             path.unlink(missing_ok=True)
             raise
         return Blob(path=path, size=digest.size, md5=digest.md5, crc64=digest.crc64)
