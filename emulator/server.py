@@ -102,7 +102,9 @@ class _Handler(BaseHTTPRequestHandler):
             body = self._body_reader()
             request = self._request(body, request_id)
             path = request.raw_path
-            if path == PUBLIC_KEY_PATH and self.command in ("GET", "HEAD"):
+            if self.command == "OPTIONS" and request.headers.get("origin"):
+                response = _preflight(request)
+            elif path == PUBLIC_KEY_PATH and self.command in ("GET", "HEAD"):
                 response = Response(
                     200, {"Content-Type": "application/x-pem-file"}, emulator.public_key_pem
                 )
@@ -129,6 +131,11 @@ class _Handler(BaseHTTPRequestHandler):
         elif body is not None and body.broken:
             self.close_connection = True
         response.headers["x-oss-request-id"] = request_id
+        origin = self.headers.get("Origin")
+        if origin:
+            response.headers.setdefault("Access-Control-Allow-Origin", origin)
+            response.headers.setdefault("Access-Control-Expose-Headers", _EXPOSED_HEADERS)
+            response.headers.setdefault("Vary", "Origin")
         try:
             self._send(response, head=head)
         finally:
@@ -206,6 +213,37 @@ class _Handler(BaseHTTPRequestHandler):
         elif response.body:
             self.wfile.write(response.body)
         self.wfile.flush()
+
+
+# CORS: a bucket on OSS answers browsers per its CORS rules; the emulator is a development tool,
+# so it allows every origin and exposes what the browser SDK (ali-oss) reads, ETag above all.
+_EXPOSED_HEADERS = ", ".join(
+    [
+        "ETag",
+        "x-oss-request-id",
+        "x-oss-hash-crc64ecma",
+        "x-oss-next-append-position",
+        "x-oss-object-type",
+        "Content-Length",
+        "Content-Type",
+        "Content-Range",
+        "Last-Modified",
+        "Date",
+    ]
+)
+
+
+def _preflight(request: Request) -> Response:
+    headers = {
+        "Access-Control-Allow-Origin": request.headers.get("origin"),
+        "Access-Control-Allow-Methods": "GET, PUT, POST, DELETE, HEAD",
+        "Access-Control-Max-Age": "600",
+        "Vary": "Origin",
+    }
+    requested = request.headers.get("access-control-request-headers")
+    if requested:
+        headers["Access-Control-Allow-Headers"] = requested
+    return Response(200, headers)
 
 
 class CallbackHook:

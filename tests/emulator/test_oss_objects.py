@@ -453,3 +453,29 @@ def test_virtual_host_addressing(emu):
     )
     assert response.status_code == 200, response.content
     assert bucket.get_object("vh.txt").read() == b"vh"
+
+
+def test_cors_for_browser_clients(emu, root_bucket):
+    """Browsers (ali-oss on a page of the app server) preflight and must be able to read ETag."""
+    origin = "http://127.0.0.1:8000"
+    preflight = requests.options(
+        f"{emu.endpoint}/{BUCKET}/users%2Falice%2Fa.txt",
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": "PUT",
+            "Access-Control-Request-Headers": "authorization,x-oss-date,content-type",
+        },
+        timeout=10,
+    )
+    assert preflight.status_code == 200
+    assert preflight.headers["Access-Control-Allow-Origin"] == origin
+    assert "PUT" in preflight.headers["Access-Control-Allow-Methods"]
+    assert preflight.headers["Access-Control-Allow-Headers"] == (
+        "authorization,x-oss-date,content-type"
+    )
+    root_bucket.put_object("cors.txt", b"x")
+    response = requests.get(
+        root_bucket.sign_url("GET", "cors.txt", 60), headers={"Origin": origin}, timeout=10
+    )
+    assert response.headers["Access-Control-Allow-Origin"] == origin
+    assert "ETag" in response.headers["Access-Control-Expose-Headers"]
