@@ -189,7 +189,7 @@ def _v4_encode(text: str, *, keep_slash: bool) -> str:
     return "".join(out)
 
 
-def _v4_signing_key(secret: str, date: str, region: str, product: str) -> bytes:
+def v4_signing_key(secret: str, date: str, region: str, product: str) -> bytes:
     key = hmac.new(f"aliyun_v4{secret}".encode(), date.encode(), hashlib.sha256).digest()
     key = hmac.new(key, region.encode(), hashlib.sha256).digest()
     key = hmac.new(key, product.encode(), hashlib.sha256).digest()
@@ -233,7 +233,7 @@ def v4_string_to_sign(
     return f"{V4_ALGORITHM}\n{date_time}\n{scope}\n{digest}"
 
 
-def _parse_http_date(text: str) -> float | None:
+def parse_http_date(text: str) -> float | None:
     try:
         parsed = parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError):
@@ -245,7 +245,7 @@ def _parse_http_date(text: str) -> float | None:
     return parsed.timestamp()
 
 
-def _parse_iso_basic(text: str) -> float | None:
+def parse_iso_basic(text: str) -> float | None:
     try:
         return datetime.strptime(text, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC).timestamp()
     except ValueError:
@@ -332,7 +332,7 @@ def _v1_header(
     if not sep or not access_key_id or not signature:
         raise invalid_v4("The Authorization header is malformed.")
     date = request.headers.get("x-oss-date") or request.headers.get("date")
-    signed_at = _parse_http_date(date) if date else None
+    signed_at = parse_http_date(date) if date else None
     if signed_at is None:
         raise access_denied("The request must carry a valid Date header.")
 
@@ -388,7 +388,7 @@ def _v4_verifier(
             additional_headers=additional,
             skip_query=skip_query,
         )
-        signing_key = _v4_signing_key(secret, date, region, product)
+        signing_key = v4_signing_key(secret, date, region, product)
         expected = hmac.new(signing_key, string_to_sign.encode(), hashlib.sha256).hexdigest()
         if not hmac.compare_digest(expected, signature):
             raise signature_mismatch(string_to_sign, access_key_id)
@@ -414,7 +414,7 @@ def _v4_header(
         )
     # oss2 sends x-oss-date; the Android SDK sends only Date, in the same ISO basic form.
     date_time = request.headers.get("x-oss-date") or request.headers.get("date")
-    signed_at = _parse_iso_basic(date_time) if date_time else None
+    signed_at = parse_iso_basic(date_time) if date_time else None
     if signed_at is None:
         raise access_denied("V4 requests need x-oss-date (or Date) as YYYYMMDDTHHMMSSZ.")
     access_key_id, scope = _check_scope(credential, date_time, region)
@@ -443,7 +443,7 @@ def _v4_url(
     signature = query.get("x-oss-signature", "")
     date_time = query.get("x-oss-date", "")
     expires = query.get("x-oss-expires", "")
-    signed_at = _parse_iso_basic(date_time)
+    signed_at = parse_iso_basic(date_time)
     if not credential or not signature or signed_at is None or not expires.isdigit():
         raise access_denied(
             "A V4 presigned URL needs x-oss-credential, x-oss-date, x-oss-expires and "

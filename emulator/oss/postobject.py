@@ -18,9 +18,10 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from emulator.oss.auth import _parse_iso_basic, _v4_signing_key, invalid_v4
+from emulator.oss.auth import invalid_v4, parse_iso_basic, v4_signing_key
 from emulator.oss.checksums import content_md5_of, etag_of
 from emulator.oss.errors import OssError, access_denied, invalid_argument
+from emulator.oss.keys import check_key, guess_content_type
 from emulator.oss.storage import ObjectRecord
 from emulator.oss.wire import BodyReader, Request, Response
 from emulator.oss.xmlbody import render
@@ -221,12 +222,12 @@ def _authenticate(service: OssService, fields: dict[str, str], now: float) -> tu
         signature = lowered.get("x-oss-signature", "")
         access_key_id, _, scope = credential.partition("/")
         parts = scope.split("/")
-        if _parse_iso_basic(date_time) is None or len(parts) != 4 or not signature:
+        if parse_iso_basic(date_time) is None or len(parts) != 4 or not signature:
             raise invalid_v4("A V4 PostObject needs x-oss-credential, x-oss-date, x-oss-signature.")
         if parts[1] != service.config.region or parts[0] != date_time[:8]:
             raise invalid_v4(f"Invalid credential scope {scope!r}.")
         principal = service.principal(access_key_id, token)
-        key = _v4_signing_key(principal.access_key_secret, parts[0], parts[1], parts[2])
+        key = v4_signing_key(principal.access_key_secret, parts[0], parts[1], parts[2])
         expected = hmac.new(key, policy_b64.encode(), hashlib.sha256).hexdigest()
     else:
         access_key_id = lowered.get("ossaccesskeyid", "")
@@ -291,9 +292,7 @@ def post_object(service: OssService, request: Request, target: Target) -> Respon
     fields = {**fields, "key": key}
     principal, policy = _authenticate(service, fields, now)
     low, high = _check_policy(policy, fields, bucket, now)
-    from emulator.oss.service import _check_key
-
-    _check_key(key)
+    check_key(key)
     service.authorize(principal, request, action="oss:PutObject", bucket=bucket, key=key)
     callback_vars = {name: value for name, value in fields.items() if name.startswith("x:")}
     spec = None
@@ -325,7 +324,7 @@ def post_object(service: OssService, request: Request, target: Target) -> Respon
         size=blob.size,
         etag=etag_of(blob.md5),
         crc64=blob.crc64,
-        content_type=content_type or _guess(key),
+        content_type=content_type or guess_content_type(key),
         last_modified=now,
         object_type="Normal",
         segments=(),
@@ -340,7 +339,7 @@ def post_object(service: OssService, request: Request, target: Target) -> Respon
         "Content-MD5": content_md5_of(blob.md5),
     }
     if spec is not None:
-        return service._with_callback(
+        return service.respond_with_callback(
             request,
             spec=spec,
             bucket=bucket,
@@ -368,10 +367,3 @@ def post_object(service: OssService, request: Request, target: Target) -> Respon
         )
         return Response(201, {**headers, "Content-Type": "application/xml"}, body)
     return Response(status, headers)
-
-
-def _guess(key: str) -> str:
-    import mimetypes
-
-    guessed, _ = mimetypes.guess_type(key, strict=False)
-    return guessed or "application/octet-stream"

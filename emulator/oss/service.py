@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
-import mimetypes
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -17,20 +17,22 @@ from urllib.parse import quote, unquote
 
 from emulator.config import EmulatorConfig
 from emulator.oss import xmlbody
-from emulator.oss.auth import parse_signature
+from emulator.oss.auth import parse_http_date, parse_signature
 from emulator.oss.checksums import content_md5_of, etag_of
 from emulator.oss.errors import (
     OssError,
     access_denied,
     invalid_argument,
+    invalid_request,
 )
+from emulator.oss.keys import BUCKET_NAME, check_key, guess_content_type
+from emulator.oss.postobject import post_object
 from emulator.oss.storage import MAX_PART_NUMBER, Blob, ObjectRecord, Storage
 from emulator.oss.wire import Request, Response
 from emulator.oss.xmlbody import Node, http_time, iso_time, render
 
 MAX_SINGLE_PUT = 5 * 1024**3
 MAX_XML_BODY = 2 * 1024 * 1024
-_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 _STORED_HEADERS = (
     "cache-control",
     "content-disposition",
@@ -133,7 +135,7 @@ class OssService:
         if not host or host.replace(".", "").isdigit() or ":" in host or "." not in host:
             return None
         first, _, rest = host.partition(".")
-        if not _BUCKET_NAME.match(first):
+        if not BUCKET_NAME.match(first):
             return None
         if rest == "localhost" or first in self.storage.bucket_names():
             return first
@@ -144,13 +146,11 @@ class OssService:
     def handle(self, request: Request) -> Response:
         target = self.target(request)
         if target.key:
-            _check_key(target.key)
-        if target.bucket is not None and not _BUCKET_NAME.match(target.bucket):
+            check_key(target.key)
+        if target.bucket is not None and not BUCKET_NAME.match(target.bucket):
             raise OssError(400, "InvalidBucketName", "The specified bucket is not valid.")
         operation = self._operation(request, target)
         if operation == "PostObject":
-            from emulator.oss.postobject import post_object
-
             return post_object(self, request, target)
         principal = self.authenticate(request, target)
         handler = getattr(self, f"op_{operation}")
@@ -353,7 +353,7 @@ class OssService:
         headers.update(record.user_meta)
         return headers
 
-    def _with_callback(
+    def respond_with_callback(
         self,
         request: Request,
         *,
@@ -647,7 +647,7 @@ class OssService:
             forbid_overwrite=forbid,
         )
         headers = {**self._write_headers(record), "Content-MD5": content_md5_of(blob.md5)}
-        return self._with_callback(
+        return self.respond_with_callback(
             request,
             spec=spec,
             bucket=bucket,
@@ -785,8 +785,6 @@ class OssService:
         sent_md5 = request.headers.get("content-md5")
         if not sent_md5:
             raise invalid_request("Missing required header for this request: Content-MD5.")
-        import hashlib
-
         if base64.b64encode(hashlib.md5(body).digest()).decode() != sent_md5:  # noqa: S324
             raise OssError(
                 400,
@@ -882,7 +880,7 @@ class OssService:
         )
         headers = self._write_headers(record)
         if spec is not None:
-            return self._with_callback(
+            return self.respond_with_callback(
                 request,
                 spec=spec,
                 bucket=bucket,
@@ -1055,10 +1053,6 @@ class OssService:
 # -- module helpers ----------------------------------------------------------------------------
 
 
-def invalid_request(message: str) -> OssError:
-    return OssError(400, "InvalidRequest", message)
-
-
 def _already_exists() -> OssError:
     return OssError(409, "FileAlreadyExists", "The object you specified already exists.")
 
@@ -1081,19 +1075,11 @@ def _url_encoder(enabled: bool) -> Callable[[str], str]:
     return lambda text: text
 
 
-def _check_key(key: str) -> None:
-    if len(key.encode()) > 1023:
-        raise OssError(400, "InvalidObjectName", "The object name is longer than 1023 bytes.")
-    if key.startswith(("/", "\\")) or any(ord(c) < 0x20 and c not in "\t" for c in key):
-        raise OssError(400, "InvalidObjectName", "The specified object name is not valid.")
-
-
 def _content_type(request: Request, key: str) -> str:
     sent = request.headers.get("content-type")
     if sent:
         return sent
-    guessed, _ = mimetypes.guess_type(key, strict=False)
-    return guessed or "application/octet-stream"
+    return guess_content_type(key)
 
 
 def _user_meta(request: Request) -> dict[str, str]:
@@ -1167,10 +1153,8 @@ def _check_preconditions(request: Request, record: ObjectRecord, *, prefix: str)
                 "At least one of the pre-conditions you specified did not hold.",
             )
         raise OssError(304, "NotModified", "The object was not modified.")
-    from emulator.oss.auth import _parse_http_date
-
     modified_since = headers.get(f"{prefix}if-modified-since")
-    since = _parse_http_date(modified_since) if modified_since else None
+    since = parse_http_date(modified_since) if modified_since else None
     if since is not None and int(record.last_modified) <= since:
         if prefix:
             raise OssError(
@@ -1180,7 +1164,7 @@ def _check_preconditions(request: Request, record: ObjectRecord, *, prefix: str)
             )
         raise OssError(304, "NotModified", "The object was not modified.")
     unmodified_since = headers.get(f"{prefix}if-unmodified-since")
-    until = _parse_http_date(unmodified_since) if unmodified_since else None
+    until = parse_http_date(unmodified_since) if unmodified_since else None
     if until is not None and int(record.last_modified) > until:
         raise OssError(
             412,
