@@ -27,6 +27,9 @@ class ReconciliationRun(models.Model):
     missing_objects = models.IntegerField(default=0)
     expired_tickets = models.IntegerField(default=0)
     other_findings = models.IntegerField(default=0)
+    skipped_recent = models.IntegerField(
+        default=0, help_text="Objects left alone: too recent, or a valid ticket names them."
+    )
     repaired = models.IntegerField(default=0)
     errors = models.IntegerField(default=0)
     error_message = models.CharField(max_length=500, blank=True)
