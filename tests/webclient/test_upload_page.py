@@ -1,0 +1,157 @@
+"""The upload page end to end in headless Chromium: the page under live_server, the emulator as
+STS + OSS (it sends the callbacks), ali-oss in the browser uploading straight to the bucket."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from scripts.demo_client import demo_png
+from tests.factories import PASSWORD, UserFactory
+from tests.webclient.conftest import headless_chromium
+from uploads.models import Upload
+
+SCREENSHOT = Path("/tmp/webclient-upload-page.png")
+
+
+@pytest.fixture
+def page_url(alibaba, live_server, settings) -> str:
+    settings.OSS_CALLBACK_URL = live_server.url + "/api/oss/callback/"
+    return live_server.url + "/upload/"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_log_in_upload_and_see_the_thumbnail(page_url, chromium_path, tmp_path):
+    user = UserFactory()
+    image = tmp_path / "sunset.png"
+    image.write_bytes(demo_png(160, 120))
+    errors: list[str] = []
+
+    with headless_chromium(chromium_path) as browser:
+        page = browser.new_page()
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(page_url)
+        page.fill("#login-username", user.username)
+        page.fill("#login-password", PASSWORD)
+        page.click("#login-submit")
+        page.wait_for_selector("#upload-section:not([hidden])", timeout=10_000)
+        assert page.inner_text("#username") == user.username
+        assert page.is_visible("#uploads-empty")
+
+        page.set_input_files("#file-input", str(image))
+        row = page.wait_for_selector(
+            "#progress-list li.done, #progress-list li.failed", timeout=20_000
+        )
+        assert row.get_attribute("class") == "done", row.inner_text()
+        assert row.get_attribute("data-percent") == "100"
+        assert page.eval_on_selector("#progress-list li.done progress", "p => p.value") == 100
+        # The list reloads with the new upload; its thumbnail comes from a signed URL and loads.
+        thumb = page.wait_for_selector("#uploads li.upload img.thumb[src]", timeout=10_000)
+        page.wait_for_function(
+            "img => img.complete && img.naturalWidth > 0", arg=thumb, timeout=10_000
+        )
+        natural = page.eval_on_selector(
+            "#uploads li.upload img.thumb", "img => [img.naturalWidth, img.naturalHeight]"
+        )
+        listed = page.inner_text("#uploads li.upload .upload-name")
+        meta = page.inner_text("#uploads li.upload .upload-meta")
+        credentials_note = page.inner_text("#credentials")
+        page.screenshot(path=str(SCREENSHOT), full_page=True)
+        page.close()
+
+    assert errors == []
+    assert natural == [160, 120]
+    assert listed == "sunset.png"
+    assert re.match(r"^\d+(\.\d)? KB · image/png · 160\u00d7120 · ", meta)
+    assert credentials_note.startswith("Temporary key STS.")
+    upload = Upload.objects.get(owner=user)
+    assert upload.filename == "sunset.png"
+    assert upload.size == image.stat().st_size
+    assert (upload.image_width, upload.image_height, upload.image_format) == (160, 120, "png")
+    assert upload.metadata == {"source": "upload-page"}
+    assert upload.key.startswith(f"users/{user.public_id}/")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_wrong_password_shows_the_servers_message(page_url, chromium_path):
+    user = UserFactory()
+
+    with headless_chromium(chromium_path) as browser:
+        page = browser.new_page()
+        page.goto(page_url)
+        page.fill("#login-username", user.username)
+        page.fill("#login-password", "not-the-password")
+        page.click("#login-submit")
+        page.wait_for_selector("#login-error:not([hidden])", timeout=10_000)
+        message = page.inner_text("#login-error")
+        upload_hidden = page.is_hidden("#upload-section")
+        page.close()
+
+    assert message == "Wrong username or password."
+    assert upload_hidden
+
+
+@pytest.mark.django_db(transaction=True)
+def test_credentials_refresh_after_refresh_after_and_large_files_go_multipart(
+    page_url, chromium_path, tmp_path
+):
+    user = UserFactory()
+    small = tmp_path / "first.png"
+    small.write_bytes(demo_png(32, 32))
+    large = tmp_path / "notes.txt"
+    large.write_bytes(b"0123456789abcdef" * (160 * 1024))  # 2.5 MiB: three 1 MiB parts
+    credential_calls: list[str] = []
+    part_uploads: list[str] = []
+
+    with headless_chromium(chromium_path) as browser:
+        page = browser.new_page()
+        page.clock.install()  # the page's clock; the servers keep the real one
+        page.on(
+            "request",
+            lambda r: credential_calls.append(r.url) if "/api/sts/credentials/" in r.url else None,
+        )
+        page.on(
+            "request",
+            lambda r: part_uploads.append(r.url) if "partNumber=" in r.url else None,
+        )
+        page.goto(page_url)
+        page.fill("#login-username", user.username)
+        page.fill("#login-password", PASSWORD)
+        page.click("#login-submit")
+        page.wait_for_selector("#upload-section:not([hidden])", timeout=10_000)
+        page.set_input_files("#file-input", str(small))
+        page.wait_for_selector("#uploads li.upload", timeout=20_000)
+        calls_after_first = len(credential_calls)
+
+        # Past RefreshAfter (Expiration - 10 min for 1-hour credentials): ali-oss must call
+        # refreshSTSToken before the next request. The page's clock is now 55 minutes ahead of
+        # the servers', so this also shows that requests are signed with the server's time
+        # (ServerTime), or OSS would refuse them as RequestTimeTooSkewed.
+        page.clock.fast_forward("55:00")
+        page.set_input_files("#file-input", str(large))
+        page.wait_for_function(
+            "document.querySelectorAll('#uploads li.upload').length === 2", timeout=30_000
+        )
+        statuses = page.eval_on_selector_all(
+            "#progress-list li", "rows => rows.map(r => r.className + ' ' + r.dataset.percent)"
+        )
+        names = page.eval_on_selector_all(
+            "#uploads li.upload .upload-name", "names => names.map(n => n.textContent)"
+        )
+        page.close()
+
+    assert calls_after_first == 1
+    assert len(credential_calls) == 2
+    assert statuses == ["done 100", "done 100"]
+    assert names == ["notes.txt", "first.png"]
+    assert sorted(part.split("partNumber=")[1].split("&")[0] for part in part_uploads) == [
+        "1",
+        "2",
+        "3",
+    ]
+    rows = {u.filename: u for u in Upload.objects.filter(owner=user)}
+    assert rows["notes.txt"].size == large.stat().st_size
+    assert rows["notes.txt"].content_type == "text/plain"
+    assert rows["first.png"].size == small.stat().st_size
