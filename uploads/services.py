@@ -1,8 +1,9 @@
 """Upload tickets, verified callbacks, quotas and deletions (every write of the uploads app).
 
-Lock order, everywhere: the owner's StorageUsage row first, then the ticket or upload row
-(SELECT ... FOR UPDATE inside transaction.atomic). Parallel ticket requests, callbacks and expiry
-sweeps of one user therefore serialise on one row and never deadlock.
+Locks (SELECT ... FOR UPDATE inside transaction.atomic): ticket requests, expiry sweeps and
+deletions lock the owner's StorageUsage row first, then tickets (SKIP LOCKED) or the upload row;
+a callback locks its ticket, then the usage row. Parallel requests of one user serialise on the
+usage row, and since nobody waits for a ticket while holding the usage row, nothing deadlocks.
 
 Quota accounting: issuing a ticket reserves its declared size and one object; the verified
 callback releases the reservation and adds the object's real size to what is used; a refused
@@ -107,7 +108,9 @@ def _release(usage: StorageUsage, ticket: UploadTicket) -> None:
 
 def _expire_locked(*, usage: StorageUsage, now: datetime) -> int:
     overdue = list(
-        UploadTicket.objects.select_for_update().filter(
+        # SKIP LOCKED: a ticket locked by a callback in flight is that callback's to settle
+        # (and waiting for it here, while holding the usage row, could deadlock).
+        UploadTicket.objects.select_for_update(skip_locked=True).filter(
             owner_id=usage.user_id, status=UploadTicket.Status.ISSUED, expires_at__lte=now
         )
     )
@@ -435,108 +438,131 @@ def callback_handle(
         )
         return CallbackAnswer(False, _refusal_answer(refusal))
 
+    real = _head(facts.key)  # before any lock: no row stays locked while OSS answers
     ticket_id = _token_ticket_id(facts.token)
-    ticket = (
-        UploadTicket.objects.select_related("owner").filter(pk=ticket_id).first()
-        if ticket_id
-        else None
-    )
-    genuine = ticket is not None and hmac.compare_digest(
-        ticket_token(ticket=ticket, owner_public_id=ticket.owner.public_id), facts.token
-    )
-    real = _head(facts.key)
-    if not genuine or ticket is None or ticket.key != facts.key or ticket.bucket != bucket:
-        named = UploadTicket.objects.filter(bucket=bucket, key=facts.key).exists()
-        refusal = CallbackRefusal.objects.create(
-            reason=Reason.TICKET_MISMATCH if named or genuine else Reason.NO_TICKET,
-            message=(
-                "The callback's ticket does not match this object."
-                if named or genuine
-                else "No upload ticket names this object."
-            ),
-            owner=ticket.owner if genuine and ticket else _owner_by_key(facts.key),
-            ticket=ticket if genuine else None,
-            bucket=bucket,
-            key=facts.key,
-            size=real.size if real else facts.size,
-            content_type=(real.content_type if real else facts.mime_type)[:255],
-            oss_request_id=facts.request_id,
+    with transaction.atomic():
+        # Lock order here: the ticket, then its owner's usage row. Everyone else locks usage
+        # first but skips locked tickets (expiry), so the two orders cannot deadlock.
+        ticket = (
+            UploadTicket.objects.select_for_update(of=("self",))
+            .select_related("owner")
+            .filter(pk=ticket_id)
+            .first()
+            if ticket_id
+            else None
         )
-        _remove_refused(refusal, facts=facts, real=real, ticket_id=None)
-        return CallbackAnswer(False, _refusal_answer(refusal))
+        genuine = ticket is not None and hmac.compare_digest(
+            ticket_token(ticket=ticket, owner_public_id=ticket.owner.public_id), facts.token
+        )
+        if genuine and ticket.key == facts.key and ticket.bucket == bucket:
+            answer, refusal = _decide_locked(
+                ticket=ticket, facts=facts, real=real, bucket=bucket, now=now
+            )
+        else:
+            answer = refusal = None
+    if answer is not None:
+        if refusal is not None and refusal.reason != Reason.TICKET_USED:
+            _remove_refused(refusal, facts=facts, real=real, ticket_id=ticket.pk)
+            answer = CallbackAnswer(False, _refusal_answer(refusal))
+        return answer
 
+    named = UploadTicket.objects.filter(bucket=bucket, key=facts.key).exists()
+    refusal = CallbackRefusal.objects.create(
+        reason=Reason.TICKET_MISMATCH if named or genuine else Reason.NO_TICKET,
+        message=(
+            "The callback's ticket does not match this object."
+            if named or genuine
+            else "No upload ticket names this object."
+        ),
+        owner=ticket.owner if genuine and ticket else _owner_by_key(facts.key),
+        ticket=ticket if genuine else None,
+        bucket=bucket,
+        key=facts.key,
+        size=real.size if real else facts.size,
+        content_type=(real.content_type if real else facts.mime_type)[:255],
+        oss_request_id=facts.request_id,
+    )
+    _remove_refused(refusal, facts=facts, real=real, ticket_id=None)
+    return CallbackAnswer(False, _refusal_answer(refusal))
+
+
+def _decide_locked(
+    *,
+    ticket: UploadTicket,
+    facts: CallbackFacts,
+    real: oss.ObjectInfo | None,
+    bucket: str,
+    now: datetime,
+) -> tuple[CallbackAnswer, CallbackRefusal | None]:
+    """Inside the transaction, the ticket locked: accept, replay, or refuse (row written; the
+    caller removes the object after commit)."""
     if settings.UPLOAD_CALLBACK_HEAD_CHECK and real is None:
         verdict_missing = _Verdict(Reason.OBJECT_MISSING, "OSS has no object under this key.")
     else:
         verdict_missing = None
     size = real.size if real is not None else (facts.size or 0)
-
-    with transaction.atomic():
-        usage = _usage_locked(user_id=ticket.owner_id)
-        ticket = UploadTicket.objects.select_for_update().select_related("owner").get(pk=ticket.pk)
-        if ticket.status == UploadTicket.Status.USED:
-            existing = Upload.objects.filter(ticket=ticket).first()
-            if existing is not None and (not facts.etag or existing.etag == facts.etag):
-                return CallbackAnswer(True, upload_answer(existing))  # a replay: same answer
-            verdict = _Verdict(Reason.TICKET_USED, "This upload ticket was already used.")
-        elif ticket.status == UploadTicket.Status.REFUSED:
-            previous = CallbackRefusal.objects.filter(ticket=ticket).order_by("-id").first()
-            if previous is not None:
-                return CallbackAnswer(False, _refusal_answer(previous))
-            verdict = _Verdict(Reason.TICKET_USED, "This upload ticket was already refused.")
-        else:
-            verdict = verdict_missing or _check(ticket=ticket, facts=facts, real=real, now=now)
-        was_issued = ticket.status == UploadTicket.Status.ISSUED
-        _release(usage, ticket)
-        if verdict is None:
-            max_bytes, max_objects = usage_limits(usage=usage)
-            if (
-                usage.bytes_used + usage.bytes_reserved + size > max_bytes
-                or usage.objects_used + usage.objects_reserved + 1 > max_objects
-            ):
-                verdict = _Verdict(Reason.QUOTA_EXCEEDED, "The upload exceeds the storage quota.")
-        if verdict is None:
-            usage.bytes_used += size
-            usage.objects_used += 1
-            usage.save()
-            ticket.status = UploadTicket.Status.USED
-            ticket.used_at = now
-            ticket.save(update_fields=["status", "used_at", "reserved_bytes"])
-            upload = Upload.objects.create(
-                owner_id=ticket.owner_id,
-                ticket=ticket,
-                bucket=bucket,
-                key=ticket.key,
-                filename=ticket.filename,
-                size=size,
-                etag=(real.etag if real else facts.etag)[:64],
-                crc64=(real.crc64 if real and real.crc64 else facts.crc64)[:20],
-                content_type=_base_type(real.content_type if real else facts.mime_type)[:255],
-                image_width=facts.width,
-                image_height=facts.height,
-                image_format=facts.image_format,
-                metadata=ticket.metadata,
-                oss_request_id=facts.request_id,
-            )
-            return CallbackAnswer(True, upload_answer(upload))
-        if was_issued:
-            usage.save(update_fields=["bytes_reserved", "objects_reserved", "updated_at"])
-            ticket.status = UploadTicket.Status.REFUSED
-            ticket.save(update_fields=["status", "reserved_bytes"])
-        refusal = CallbackRefusal.objects.create(
-            reason=verdict.reason,
-            message=verdict.message,
+    usage = _usage_locked(user_id=ticket.owner_id)
+    if ticket.status == UploadTicket.Status.USED:
+        existing = Upload.objects.filter(ticket=ticket).first()
+        if existing is not None and (not facts.etag or existing.etag == facts.etag):
+            return CallbackAnswer(True, upload_answer(existing)), None  # a replay: same answer
+        verdict = _Verdict(Reason.TICKET_USED, "This upload ticket was already used.")
+    elif ticket.status == UploadTicket.Status.REFUSED:
+        previous = CallbackRefusal.objects.filter(ticket=ticket).order_by("-id").first()
+        if previous is not None:
+            return CallbackAnswer(False, _refusal_answer(previous)), None
+        verdict = _Verdict(Reason.TICKET_USED, "This upload ticket was already refused.")
+    else:
+        verdict = verdict_missing or _check(ticket=ticket, facts=facts, real=real, now=now)
+    was_issued = ticket.status == UploadTicket.Status.ISSUED
+    _release(usage, ticket)
+    if verdict is None:
+        max_bytes, max_objects = usage_limits(usage=usage)
+        if (
+            usage.bytes_used + usage.bytes_reserved + size > max_bytes
+            or usage.objects_used + usage.objects_reserved + 1 > max_objects
+        ):
+            verdict = _Verdict(Reason.QUOTA_EXCEEDED, "The upload exceeds the storage quota.")
+    if verdict is None:
+        usage.bytes_used += size
+        usage.objects_used += 1
+        usage.save()
+        ticket.status = UploadTicket.Status.USED
+        ticket.used_at = now
+        ticket.save(update_fields=["status", "used_at", "reserved_bytes"])
+        upload = Upload.objects.create(
             owner_id=ticket.owner_id,
             ticket=ticket,
             bucket=bucket,
-            key=facts.key,
-            size=size if (real or facts.size is not None) else None,
-            content_type=(real.content_type if real else facts.mime_type)[:255],
+            key=ticket.key,
+            filename=ticket.filename,
+            size=size,
+            etag=(real.etag if real else facts.etag)[:64],
+            crc64=(real.crc64 if real and real.crc64 else facts.crc64)[:20],
+            content_type=_base_type(real.content_type if real else facts.mime_type)[:255],
+            image_width=facts.width,
+            image_height=facts.height,
+            image_format=facts.image_format,
+            metadata=ticket.metadata,
             oss_request_id=facts.request_id,
         )
-    if verdict.reason != Reason.TICKET_USED:
-        _remove_refused(refusal, facts=facts, real=real, ticket_id=ticket.pk)
-    return CallbackAnswer(False, _refusal_answer(refusal))
+        return CallbackAnswer(True, upload_answer(upload)), None
+    if was_issued:
+        usage.save(update_fields=["bytes_reserved", "objects_reserved", "updated_at"])
+        ticket.status = UploadTicket.Status.REFUSED
+        ticket.save(update_fields=["status", "reserved_bytes"])
+    refusal = CallbackRefusal.objects.create(
+        reason=verdict.reason,
+        message=verdict.message,
+        owner_id=ticket.owner_id,
+        ticket=ticket,
+        bucket=bucket,
+        key=facts.key,
+        size=size if (real or facts.size is not None) else None,
+        content_type=(real.content_type if real else facts.mime_type)[:255],
+        oss_request_id=facts.request_id,
+    )
+    return CallbackAnswer(False, _refusal_answer(refusal)), refusal
 
 
 # --- the user's uploads ------------------------------------------------------------------------
