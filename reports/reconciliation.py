@@ -5,10 +5,11 @@ STORAGE_PREFIX_TEMPLATE before ``{user_public_id}`` ("users/"). ListObjects is a
 a prefix at or below that root, so a foreign key ("other/x.txt", "users-archive/y") is never
 even seen. `--prefix` may narrow the run (one user's prefix, or part of one), never widen it.
 
-Units. The run walks the bucket one user prefix at a time ("users/<public_id>/"), discovered by a
-delimiter listing, plus every user who has active rows but no object at all. For each unit the
-user's rows are loaded first, then the prefix is listed page by page (1000 keys a page, marker
-pagination), and the two sides are compared in memory:
+Walk. The scope is listed once, flat, in key order (ListObjects pages of RECONCILE_PAGE_SIZE
+keys, marker pagination): one request per 1000 keys however many users there are. A user's keys
+are contiguous in that order, so each user's rows are loaded when their first key shows up and
+settled when their last one has passed; users with active rows but no object at all are settled
+at the end. Compared both ways:
 
 - object, no row, inside a known user's prefix  -> stray_object: adopt (row from a HEAD, usage
   counted) or delete, per RECONCILE_STRAY_OBJECTS. Objects younger than RECONCILE_GRACE_SECONDS
@@ -45,6 +46,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Sum
 from django.utils import timezone
 
 from accounts.models import User
@@ -79,8 +81,8 @@ _REPAIRED = {
 
 @dataclass
 class ReconcileProgress:
-    units_done: int = 0
-    units_total: int = 0
+    units_done: int = 0  # users settled
+    units_total: int = 0  # objects the store expects (active rows in scope), for the bar
     objects_listed: int = 0
     rows_checked: int = 0
     findings: int = 0
@@ -270,27 +272,10 @@ class _Reconciler:
     def in_scope(self, unit_prefix: str) -> bool:
         return unit_prefix.startswith(self.prefix) or self.prefix.startswith(unit_prefix)
 
-    def discover(self) -> list[str]:
-        """User id segments to visit: from the bucket (delimiter listing) and from active rows."""
-        rest = self.prefix[len(self.root) :]
-        if "/" in rest:  # inside one user's prefix
-            return [rest.split("/", 1)[0]]
-        segments: set[str] = set()
-        for page in self.pages(self.prefix, delimiter="/"):
-            for common in page.prefixes:
-                segments.add(common[len(self.root) : -1])
-            for obj in page.objects:  # directly under the root: in no user's prefix
-                self.state.objects_listed += 1
-                self.unowned(obj)
-        with_rows = (
-            Upload.objects.filter(bucket=self.bucket, status=Upload.Status.ACTIVE)
-            .values_list("owner__public_id", flat=True)
-            .distinct()
-        )
-        for public_id in with_rows:
-            if public_id and self.in_scope(f"{self.root}{public_id}/"):
-                segments.add(public_id)
-        return sorted(segments, key=lambda s: s.encode())
+    def segment(self, key: str) -> str | None:
+        """The user id part of a managed key, or None for a key in no user's folder."""
+        head, slash, _rest = key[len(self.root) :].partition("/")
+        return head if slash and head else None
 
     # -- findings and repairs
 
@@ -357,15 +342,18 @@ class _Reconciler:
     def missing(self, user: User, row: tuple[int, str, str, int]) -> None:
         upload_id, key, _status, size = row
         extra = {"owner": user, "size": size, "upload_id": upload_id}
-        if not self.apply:
-            self.find(Kind.MISSING_OBJECT, Action.WOULD_MARK_MISSING, key, **extra)
-            return
+        # Rows are read before their part of the listing, so a key uploaded or deleted in
+        # between looks missing: a HEAD tells (read-only, so the dry run does it too).
         try:
-            if oss.oss_head_object(key=key, timeout=oss.RECONCILE_TIMEOUT_SECONDS) is not None:
-                self.find(Kind.MISSING_OBJECT, Action.SKIPPED, key, detail="present now", **extra)
-                return
+            present = oss.oss_head_object(key=key, timeout=oss.RECONCILE_TIMEOUT_SECONDS)
         except AppError as exc:
             self.find(Kind.MISSING_OBJECT, Action.FAILED, key, detail=str(exc), **extra)
+            return
+        if present is not None:
+            self.find(Kind.MISSING_OBJECT, Action.SKIPPED, key, detail="present now", **extra)
+            return
+        if not self.apply:
+            self.find(Kind.MISSING_OBJECT, Action.WOULD_MARK_MISSING, key, **extra)
             return
         done = upload_set_missing(upload_id=upload_id, missing=True)
         self.find(
@@ -417,69 +405,112 @@ class _Reconciler:
             )
         self.flush()
 
-    def unit(self, segment: str, user: User | None) -> None:
-        unit_prefix = f"{self.root}{segment}/"
-        list_prefix = self.prefix if self.prefix.startswith(unit_prefix) else unit_prefix
-        user_prefix = user_storage_prefix(user=user) if user is not None else None
+    def rows_of(self, user: User | None) -> dict[str, tuple[int, str, str, int]]:
         rows: dict[str, tuple[int, str, str, int]] = {}
-        if user is not None:
-            # Rows first, then the listing: a row read here had its object stored before.
-            for row in Upload.objects.filter(owner=user, bucket=self.bucket).values_list(
-                "id", "key", "status", "size"
-            ):
-                if row[1].startswith(list_prefix):
-                    rows[row[1]] = row
+        if user is None:
+            return rows
+        for row in Upload.objects.filter(owner=user, bucket=self.bucket).values_list(
+            "id", "key", "status", "size"
+        ):
+            if row[1].startswith(self.prefix):
+                rows[row[1]] = row
         self.state.rows_checked += len(rows)
-        for page in self.pages(list_prefix):
+        return rows
+
+    def finish(self, user: User | None, rows: dict[str, tuple[int, str, str, int]]) -> None:
+        """The user's listing is over: active rows not matched by an object are missing."""
+        for row in rows.values():
+            if row[2] == Upload.Status.ACTIVE:
+                self.missing(user, row)  # type: ignore[arg-type]
+        if user is not None:
+            self.state.units_done += 1
+
+    def walk(self) -> None:
+        """One flat listing of the scope, in key order. A user's keys are contiguous in it (they
+        share the user's prefix), so each user's rows are loaded when their first key shows up
+        and settled when their last one has passed: one request per 1000 keys, however many
+        users, and only one user's rows in memory at a time."""
+        users: dict[str, User | None] = {}
+        seen: set[str] = set()
+        current: str | None = None
+        user: User | None = None
+        user_prefix = ""
+        rows: dict[str, tuple[int, str, str, int]] = {}
+        for page in self.pages(self.prefix):
             self.state.objects_listed += len(page.objects)
-            strays: list[oss.ListedObject] = []
+            fresh = {self.segment(o.key) for o in page.objects} - users.keys() - {None}
+            if fresh:
+                found = {u.public_id: u for u in User.objects.filter(public_id__in=fresh)}
+                users.update({seg: found.get(seg) for seg in fresh})
+            strays: list[tuple[User, oss.ListedObject]] = []
             for obj in page.objects:
-                row = rows.pop(obj.key, None)
-                if row is not None:
-                    if row[2] == Upload.Status.MISSING:
-                        self.reappeared(user, row)  # type: ignore[arg-type]
-                    elif row[2] == Upload.Status.DELETED:
-                        self.deleted_still_stored(user, row)  # type: ignore[arg-type]
-                elif user is None or not obj.key.startswith(user_prefix or "\0"):
+                seg = self.segment(obj.key)
+                if seg != current:
+                    self.finish(user, rows)
+                    current, user = seg, users.get(seg) if seg else None
+                    user_prefix = user_storage_prefix(user=user) if user is not None else ""
+                    rows = self.rows_of(user)
+                    if seg:
+                        seen.add(seg)
+                found_row = rows.pop(obj.key, None)
+                if found_row is not None:
+                    if found_row[2] == Upload.Status.MISSING:
+                        self.reappeared(user, found_row)  # type: ignore[arg-type]
+                    elif found_row[2] == Upload.Status.DELETED:
+                        self.deleted_still_stored(user, found_row)  # type: ignore[arg-type]
+                elif user is None or not obj.key.startswith(user_prefix):
                     self.unowned(obj)
                 elif obj.last_modified > self.cutoff:
                     self.state.skipped_recent += 1
                 else:
-                    strays.append(obj)
+                    strays.append((user, obj))
             if strays:
                 waiting = set(
                     UploadTicket.objects.filter(
                         bucket=self.bucket,
                         status=UploadTicket.Status.ISSUED,
                         expires_at__gt=self.cutoff,
-                        key__in=[o.key for o in strays],
+                        key__in=[o.key for _, o in strays],
                     ).values_list("key", flat=True)
                 )
-                for obj in strays:
+                for owner, obj in strays:
                     if obj.key in waiting:
                         self.state.skipped_recent += 1  # its callback may still come
                     else:
-                        self.stray(user, obj)  # type: ignore[arg-type]
-            if len(self.pending) >= 1000:
+                        self.stray(owner, obj)
+            if len(self.pending) >= 500 or self.state.objects_listed % 10_000 < len(page.objects):
                 self.flush()
-        for row in rows.values():
-            if row[2] == Upload.Status.ACTIVE:
-                self.missing(user, row)  # type: ignore[arg-type]
+            else:
+                self.report(self.state)
+        self.finish(user, rows)
+        # Users with active rows and not a single object in the bucket.
+        with_rows = (
+            Upload.objects.filter(bucket=self.bucket, status=Upload.Status.ACTIVE)
+            .values_list("owner__public_id", flat=True)
+            .distinct()
+        )
+        for public_id in sorted(set(with_rows) - seen):
+            if self.in_scope(f"{self.root}{public_id}/"):
+                owner = User.objects.filter(public_id=public_id).first()
+                self.finish(owner, self.rows_of(owner))
+                if len(self.pending) >= 500:
+                    self.flush()
+
+    def expected_objects(self) -> int:
+        """For the progress bar: what the store expects to find (active rows in scope)."""
+        if self.prefix == self.root:
+            total = StorageUsage.objects.aggregate(n=Sum("objects_used"))["n"]
+            return int(total or 0)
+        return Upload.objects.filter(
+            bucket=self.bucket, status=Upload.Status.ACTIVE, key__startswith=self.prefix
+        ).count()
 
     def execute(self) -> ReconciliationRun:
         try:
             self.tickets()
-            segments = self.discover()
-            self.state.units_total = len(segments)
+            self.state.units_total = self.expected_objects()
             self.flush()
-            for start in range(0, len(segments), 500):
-                chunk = segments[start : start + 500]
-                users = {u.public_id: u for u in User.objects.filter(public_id__in=chunk)}
-                for segment in chunk:
-                    self.unit(segment, users.get(segment))
-                    self.state.units_done += 1
-                    if self.pending or self.state.units_done % 50 == 0:
-                        self.flush()
+            self.walk()
             self.run.status = ReconciliationRun.Status.FINISHED
         except KeyboardInterrupt:
             self.run.status = ReconciliationRun.Status.INTERRUPTED

@@ -165,12 +165,9 @@ def test_dry_run_finds_every_drift_and_changes_nothing(drift, oss_root):
     assert (run.objects_listed, run.rows_checked) == (8, 5)
 
 
-def test_apply_repairs_each_drift(drift, oss_root):
-    a, b = drift.a, drift.b
-    run = reconciliation_run(apply=True)
-    assert findings(run) == expected_findings(drift, apply=True)
-    assert run.repaired == 7 and run.errors == 0
-    assert store_state() == {
+def state_after_apply(d: Drift) -> dict:
+    a, b = d.a, d.b
+    return {
         "uploads": sorted(
             [
                 ("alice", a + "ok.jpg", "active", 100, "image/jpeg"),
@@ -179,7 +176,7 @@ def test_apply_repairs_each_drift(drift, oss_root):
                 ("alice", a + "deleted.jpg", "deleted", 60, "image/jpeg"),
                 ("alice", a + "vanished.jpg", "missing", 500, "image/jpeg"),
                 ("bob", b + "stray2.bin", "active", 40, "application/pdf"),  # adopted
-                ("carol", drift.c + "only.jpg", "missing", 50, "image/jpeg"),
+                ("carol", d.c + "only.jpg", "missing", 50, "image/jpeg"),
             ]
         ),
         "usage": [
@@ -191,6 +188,14 @@ def test_apply_repairs_each_drift(drift, oss_root):
         ],
         "tickets": sorted([(a + "pending.jpg", "issued", 2000), (a + "expired.jpg", "expired", 0)]),
     }
+
+
+def test_apply_repairs_each_drift(drift, oss_root):
+    a, b = drift.a, drift.b
+    run = reconciliation_run(apply=True)
+    assert findings(run) == expected_findings(drift, apply=True)
+    assert run.repaired == 7 and run.errors == 0
+    assert store_state() == state_after_apply(drift)
     adopted = Upload.objects.get(key=a + "2026/stray.jpg")
     assert (adopted.filename, adopted.metadata) == ("stray.jpg", {"adopted_by": "reconciliation"})
     assert len(adopted.etag) == 32
@@ -206,6 +211,26 @@ def test_apply_repairs_each_drift(drift, oss_root):
             ("users/loose.txt", 3),
         ]
     )
+
+
+def test_interrupted_apply_resumes_to_the_same_result(drift, oss_root):
+    reports = []
+
+    def interrupt_on_second_page(state):
+        reports.append(state.objects_listed)
+        if state.objects_listed >= 6:  # two pages of three keys listed and repaired
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        reconciliation_run(apply=True, progress=interrupt_on_second_page)
+    first = ReconciliationRun.objects.get()
+    assert first.status == "interrupted"
+    assert 0 < first.repaired < 7
+    assert store_state() != state_after_apply(drift)
+    again = reconciliation_run(apply=True)
+    assert again.status == "finished"
+    assert first.repaired + again.repaired == 7
+    assert store_state() == state_after_apply(drift)
 
 
 def test_second_apply_changes_nothing(drift, oss_root):

@@ -26,12 +26,12 @@ class _ProgressLine:
         if now - self.last < 0.5:
             return
         self.last = now
-        total = state.units_total or 1
-        filled = int(state.units_done / total * 30)
+        expected = max(state.units_total, state.objects_listed, 1)
+        filled = int(state.objects_listed / expected * 30)
         rate = state.objects_listed / max(now - self.started, 1e-6)
         line = (
-            f"reconcile [{'#' * filled}{'.' * (30 - filled)}] prefixes {state.units_done:,}/"
-            f"{state.units_total:,}  objects {state.objects_listed:,} ({rate:,.0f}/s)  "
+            f"reconcile [{'#' * filled}{'.' * (30 - filled)}] objects {state.objects_listed:,}"
+            f"/~{state.units_total:,} ({rate:,.0f}/s)  users {state.units_done:,}  "
             f"rows {state.rows_checked:,}  findings {state.findings:,}"
         )
         self.stream.write(("\r" + line) if self.tty else (line + "\n"))
