@@ -155,3 +155,30 @@ def test_credentials_refresh_after_refresh_after_and_large_files_go_multipart(
     assert rows["notes.txt"].size == large.stat().st_size
     assert rows["notes.txt"].content_type == "text/plain"
     assert rows["first.png"].size == small.stat().st_size
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_refused_ticket_shows_the_servers_reason(page_url, chromium_path, tmp_path, settings):
+    settings.UPLOAD_QUOTA_BYTES = 100
+    user = UserFactory()
+    image = tmp_path / "big.png"
+    image.write_bytes(demo_png(64, 64))
+
+    with headless_chromium(chromium_path) as browser:
+        page = browser.new_page()
+        page.goto(page_url)
+        page.fill("#login-username", user.username)
+        page.fill("#login-password", PASSWORD)
+        page.click("#login-submit")
+        page.wait_for_selector("#upload-section:not([hidden])", timeout=10_000)
+        page.set_input_files("#file-input", str(image))
+        row = page.wait_for_selector("#progress-list li.failed", timeout=20_000)
+        status = row.inner_text()
+        code = row.get_attribute("data-code")
+        listed = page.eval_on_selector_all("#uploads li.upload", "items => items.length")
+        page.close()
+
+    assert code == "quota_exceeded"
+    assert status.startswith("big.png\nThis upload needs ")  # the server's own message
+    assert listed == 0
+    assert not Upload.objects.filter(owner=user).exists()

@@ -194,8 +194,9 @@
         li.className = 'done';
         this.set(100, text);
       },
-      fail(text) {
+      fail(text, code) {
         li.className = 'failed';
+        li.dataset.code = code || 'error';
         li.querySelector('.progress-status').textContent = text;
       },
     };
@@ -237,14 +238,17 @@
         callback: callbackOption(ticket),
         progress: fraction => row.set(Math.round(fraction * 100)),
       });
-      // result.data is the server's callback answer, relayed by OSS.
-      row.done('100% uploaded');
-      if (result.data && result.data.id !== undefined) {
-        row.id = result.data.id;
+      // result.data is the server's callback answer, relayed by OSS. A refusal also arrives
+      // with HTTP 200 (OSS relays only 200 answers); the server has removed the object.
+      const answer = result.data || {};
+      if (answer.ok === false) {
+        const reason = (answer.error && answer.error.message) || 'refused';
+        throw new ApiError(200, (answer.error && answer.error.code) || 'refused', reason);
       }
+      row.done('100% uploaded');
       await loadUploads();
     } catch (err) {
-      row.fail(describeOssError(err));
+      row.fail(describeOssError(err), err.code);
       console.error('upload failed', err);
     }
   }
