@@ -24,12 +24,15 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
+from emulator import callbacks
 from emulator.clock import Clock
 from emulator.config import PUBLIC_KEY_PATH, EmulatorConfig
 from emulator.oss.errors import OssError, error_xml
 from emulator.oss.service import MAX_SINGLE_PUT, OssService
-from emulator.oss.storage import Storage
+from emulator.oss.storage import ObjectRecord, Storage
 from emulator.oss.wire import BodyReader, Headers, Request, Response
+from emulator.ram import evaluate_all
+from emulator.sts import CredentialError, Principal, StsService
 
 logger = logging.getLogger("emulator")
 
@@ -108,7 +111,7 @@ class _Handler(BaseHTTPRequestHandler):
                 response = Response(
                     200, {"Content-Type": "application/x-pem-file"}, emulator.public_key_pem
                 )
-            elif emulator.sts is not None and emulator.sts.is_sts_request(
+            elif emulator.sts.is_sts_request(
                 self.command, path, request.query, request.headers.as_dict()
             ):
                 raw_body = body.read_all(_MAX_STS_BODY)
@@ -250,24 +253,21 @@ class CallbackHook:
     """Adapts the OSS pipeline to emulator.callbacks (parsing, facts, signing, sending)."""
 
     def __init__(self, emulator: Emulator) -> None:
-        from emulator import callbacks
-
-        self._callbacks = callbacks
         self._emulator = emulator
 
-    def parse(self, callback: str, callback_var: str | None) -> Any:
+    def parse(self, callback: str, callback_var: str | None) -> callbacks.CallbackSpec:
         try:
-            return self._callbacks.parse_callback(callback, callback_var)
-        except self._callbacks.CallbackArgumentError as exc:
+            return callbacks.parse_callback(callback, callback_var)
+        except callbacks.CallbackArgumentError as exc:
             raise OssError(400, "InvalidArgument", exc.message) from None
 
     def send(
         self,
-        spec: Any,
+        spec: callbacks.CallbackSpec,
         *,
         request: Request,
         bucket: str,
-        record: Any,
+        record: ObjectRecord,
         operation: str,
         requester: str,
     ) -> tuple[int, str, bytes]:
@@ -277,14 +277,14 @@ class CallbackHook:
         try:
             if handles:
                 # Only the header of the first blob is read, whatever the object's size.
-                image = self._callbacks.image_info(handles[0][0])
+                image = callbacks.image_info(handles[0][0])
         finally:
             for handle, _, _ in handles:
                 handle.close()
         md5 = ""
         if record.object_type == "Normal" and "-" not in record.etag:
             md5 = base64.b64encode(bytes.fromhex(record.etag)).decode()
-        facts = self._callbacks.ObjectFacts(
+        facts = callbacks.ObjectFacts(
             bucket=bucket,
             key=record.key,
             etag=record.etag,
@@ -299,7 +299,7 @@ class CallbackHook:
             owner=emulator.config.account_id,
             requester=requester,
         )
-        result = self._callbacks.send_callback(
+        result = callbacks.send_callback(
             spec,
             facts,
             signer=emulator.signer,
@@ -309,36 +309,11 @@ class CallbackHook:
         return result.status, result.content_type, result.body
 
 
-class _RootOnly:
-    """Credential resolution with only the root key, for when emulator.sts is not available."""
-
-    def __init__(self, config: EmulatorConfig) -> None:
-        self._config = config
-
-    def resolve(self, access_key_id: str, security_token: str | None) -> Any:
-        from types import SimpleNamespace
-
-        if access_key_id != self._config.root_access_key_id:
-            raise OssError(
-                403,
-                "InvalidAccessKeyId",
-                "The OSS Access Key Id you provided does not exist in our records.",
-            )
-        return SimpleNamespace(
-            access_key_id=access_key_id,
-            access_key_secret=self._config.root_access_key_secret,
-            is_root=True,
-            policies=(),
-        )
-
-
 @functools.cache
-def _memory_signer() -> Any:
+def _memory_signer() -> callbacks.CallbackSigner:
     """One callback key per process for in-memory emulators: RSA key generation is slow and
     a test suite starts many emulators."""
-    from emulator.callbacks import CallbackSigner
-
-    return CallbackSigner(None)
+    return callbacks.CallbackSigner(None)
 
 
 class Emulator:
@@ -352,65 +327,46 @@ class Emulator:
             data_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir = data_dir
         self.storage = Storage(data_dir / "oss" if data_dir is not None else None)
-        self.sts: Any = self._make_sts(data_dir)
-        self.signer, self.public_key_pem = self._make_signer(data_dir)
+        self.sts = StsService(self.config, self.clock, self._sealing_key(data_dir))
+        self.signer = (
+            _memory_signer()
+            if data_dir is None
+            else callbacks.CallbackSigner(data_dir / "callback-key.pem")
+        )
+        self.public_key_pem: bytes = self.signer.public_key_pem
         for bucket in self.config.buckets:
             self.storage.create_bucket(bucket, region=self.config.region, now=self.clock.now())
-        evaluate = self._evaluator()
-        try:
-            callbacks: Any = CallbackHook(self)
-        except ImportError:
-            callbacks = None
-        resolver = self.sts if self.sts is not None else _RootOnly(self.config)
         self.oss = OssService(
             config=self.config,
             storage=self.storage,
             now=self.clock.now,
-            resolve=resolver.resolve,
-            evaluate=evaluate,
-            callbacks=callbacks,
+            resolve=self._resolve,
+            evaluate=evaluate_all,
+            callbacks=CallbackHook(self),
         )
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
-    def _make_sts(self, data_dir: Path | None) -> Any:
-        try:
-            from emulator.sts import StsService
-        except ImportError:
-            return None
-        # The sealing key encrypts the session state carried inside security tokens; persisting it
-        # keeps issued tokens valid across restarts of a data-dir emulator.
-        if data_dir is None:
-            sealing_key = secrets.token_bytes(32)
-        else:
-            key_path = data_dir / "sealing.key"
-            if not key_path.exists():
-                key_path.write_bytes(secrets.token_bytes(32))
-                key_path.chmod(0o600)
-            sealing_key = key_path.read_bytes()
-        return StsService(self.config, self.clock, sealing_key)
-
-    def _make_signer(self, data_dir: Path | None) -> tuple[Any, bytes]:
-        try:
-            from emulator.callbacks import CallbackSigner
-        except ImportError:
-            return None, b""
-        if data_dir is None:
-            signer = _memory_signer()
-        else:
-            signer = CallbackSigner(data_dir / "callback-key.pem")
-        return signer, signer.public_key_pem
-
     @staticmethod
-    def _evaluator() -> Any:
+    def _sealing_key(data_dir: Path | None) -> bytes:
+        """The key that seals session state into security tokens.
+
+        Kept in the data dir so tokens issued before a restart stay valid, as they would on
+        Alibaba Cloud; random per run in memory mode.
+        """
+        if data_dir is None:
+            return secrets.token_bytes(32)
+        key_path = data_dir / "sealing.key"
+        if not key_path.exists():
+            key_path.write_bytes(secrets.token_bytes(32))
+            key_path.chmod(0o600)
+        return key_path.read_bytes()
+
+    def _resolve(self, access_key_id: str, security_token: str | None) -> Principal:
         try:
-            from emulator.ram import evaluate_all
-        except ImportError:  # pragma: no cover - ram.py is part of the package
-
-            def evaluate_all(*args: Any, **kwargs: Any) -> Any:
-                raise OssError(403, "AccessDenied", "Policy evaluation is not available.")
-
-        return evaluate_all
+            return self.sts.resolve(access_key_id, security_token)
+        except CredentialError as exc:
+            raise OssError(exc.status, exc.code, exc.message) from None
 
     # -- lifecycle -------------------------------------------------------------------------------
 

@@ -165,17 +165,8 @@ class OssPipeline:
         return principal
 
     def principal(self, access_key_id: str, security_token: str | None) -> PrincipalLike:
-        try:
-            return self.resolve(access_key_id, security_token)
-        except OssError:
-            raise
-        except Exception as exc:
-            code = getattr(exc, "code", None)
-            if code is None:
-                raise
-            raise OssError(
-                getattr(exc, "status", 403), code, getattr(exc, "message", str(exc))
-            ) from None
+        """Who signed: raises OssError (InvalidAccessKeyId, InvalidSecurityToken, ...)."""
+        return self.resolve(access_key_id, security_token)
 
     def authorize(
         self,
