@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -34,6 +35,8 @@ from typing import BinaryIO, Protocol
 
 from emulator.oss.checksums import Digest, crc64_combine, multipart_etag
 from emulator.oss.errors import OssError, no_such_bucket, no_such_key, no_such_upload
+
+logger = logging.getLogger("emulator")
 
 _COPY_CHUNK = 1 << 20
 # Chunks at least this big are hashed and written on the pool, in parallel with the next read.
@@ -137,6 +140,19 @@ def _atomic_write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
+def _read_json(path: Path) -> dict | None:
+    """A metadata file, or None (with a warning) when it is missing or unreadable: one damaged
+    file must not keep the emulator from starting."""
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        logger.warning("ignoring unreadable emulator metadata %s: %s", path, exc)
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def _key_file(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest() + ".json"
 
@@ -163,18 +179,26 @@ class Storage:
         self._tmp.mkdir()
         referenced: set[str] = set()
         for bucket_dir in sorted(self._buckets_dir.iterdir()):
-            info_path = bucket_dir / "bucket.json"
-            if not info_path.is_file():
+            info = _read_json(bucket_dir / "bucket.json")
+            if info is None:
                 continue
-            info = json.loads(info_path.read_text())
             bucket = BucketRecord(name=info["name"], created=info["created"], region=info["region"])
-            for meta_path in (bucket_dir / "objects").glob("*.json"):
-                record = ObjectRecord.from_json(json.loads(meta_path.read_text()))
+            for meta_path in (bucket_dir / "objects").iterdir():
+                if meta_path.name.endswith(".tmp"):  # a metadata write cut short by a crash
+                    meta_path.unlink(missing_ok=True)
+                    continue
+                data = _read_json(meta_path)
+                if data is None:
+                    continue
+                record = ObjectRecord.from_json(data)
                 bucket.objects[record.key] = record
                 referenced.update(s.blob for s in record.segments)
             self._buckets[bucket.name] = bucket
         for upload_path in self._uploads_dir.glob("*.json"):
-            upload = UploadRecord.from_json(json.loads(upload_path.read_text()))
+            data = _read_json(upload_path)
+            if data is None:
+                continue
+            upload = UploadRecord.from_json(data)
             self._uploads[upload.upload_id] = upload
             referenced.update(p.blob for p in upload.parts.values())
         # Blobs of bodies that were being committed when the process died: nobody points at them.

@@ -199,3 +199,20 @@ def test_cli_config_file_and_role_flags(tmp_path):
     defaults = build_config([])
     assert defaults.port == 9100
     assert defaults.data_dir == Path("var/emulator")
+
+
+def test_damaged_metadata_does_not_stop_a_restart(tmp_path):
+    config = EmulatorConfig(port=0, data_dir=tmp_path / "data")
+    with Emulator(config) as emu:
+        bucket = oss2.Bucket(ROOT, emu.endpoint, BUCKET)
+        bucket.put_object("good.txt", b"good")
+        bucket.put_object("bad.txt", b"bad")
+    objects = tmp_path / "data" / "oss" / "buckets" / BUCKET / "objects"
+    damaged = next(p for p in objects.iterdir() if b"bad.txt" in p.read_bytes())
+    damaged.write_text("{not json")
+    (objects / ".half-written.json.abc.tmp").write_text("{")
+    with Emulator(config) as emu:
+        bucket = oss2.Bucket(ROOT, emu.endpoint, BUCKET)
+        assert bucket.get_object("good.txt").read() == b"good"
+        assert bucket.object_exists("bad.txt") is False
+    assert not (objects / ".half-written.json.abc.tmp").exists()
