@@ -31,7 +31,7 @@ import oss2
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
-CREDENTIALS_FILE = ROOT / "var" / "demo-credentials.json"
+CREDENTIALS_FILE = Path(os.environ.get("RUN_VAR_DIR") or ROOT / "var") / "demo-credentials.json"
 TIMEOUT = 15
 
 

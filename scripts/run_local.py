@@ -27,7 +27,8 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-VAR = ROOT / "var"
+# Local state (database, objects, demo passwords); RUN_VAR_DIR moves it (the tests use that).
+VAR = Path(os.environ.get("RUN_VAR_DIR") or ROOT / "var").resolve()
 CREDENTIALS_FILE = VAR / "demo-credentials.json"
 DEMO_USERNAME = "demo"
 ADMIN_USERNAME = "admin"
@@ -172,11 +173,11 @@ def _banner(app: str, accounts: dict[str, dict[str, str]], emulator: str) -> str
    API docs     {app}/api/docs/
    Admin        {app}/admin/
    Health       {app}/healthz
-   Emulator     {emulator}   (STS + OSS; objects kept in var/emulator)
+   Emulator     {emulator}   (STS + OSS; objects kept in {VAR / "emulator"})
 
    Demo user    {demo["username"]} / {demo["password"]}
    Admin        {admin["username"]} / {admin["password"]}
-   (passwords kept in var/demo-credentials.json; delete that file for new ones)
+   (passwords kept in {CREDENTIALS_FILE}; delete that file for new ones)
 
  Walk-through (another terminal):
 
@@ -210,6 +211,9 @@ def main() -> int:
 
     env = dict(os.environ)
     env.setdefault("APP_ENV", "local")
+    if os.environ.get("RUN_VAR_DIR"):
+        # The settings' own default is var/db.sqlite3; follow the moved folder unless told.
+        env.setdefault("DATABASE_URL", f"sqlite:///{VAR / 'db.sqlite3'}")
     env["PYTHONUNBUFFERED"] = "1"
     # Point the app at the emulator and the emulator's callbacks at the app, on the ports chosen.
     env.setdefault("STS_ENDPOINT", emulator)

@@ -1,0 +1,157 @@
+"""`make run`'s supervisor for real: it starts the emulator and gunicorn, `make demo`'s client
+completes the whole flow against them, Ctrl-C stops everything it started, a second run reuses
+the database and the demo user, and a supervisor killed outright leaves no process behind."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from scripts.demo_client import run_demo
+
+ROOT = Path(__file__).resolve().parents[2]
+BANNER_END = "Ctrl-C stops both servers."
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _group_gone(pgid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+class Supervisor:
+    def __init__(self, var_dir: Path, app_port: int, emulator_port: int) -> None:
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("DJANGO_", "PYTEST", "DATABASE_URL", "REDIS_URL"))
+        }
+        env.update(
+            RUN_VAR_DIR=str(var_dir),
+            APP_PORT=str(app_port),
+            EMULATOR_PORT=str(emulator_port),
+            APP_ENV="local",
+        )
+        self.process = subprocess.Popen(
+            [sys.executable, "scripts/run_local.py"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for_banner(self, timeout: float = 90) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(BANNER_END in line for line in self.lines):
+                return self.output()
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.2)
+        self.kill()
+        pytest.fail(f"make run did not come up:\n{self.output()}")
+
+    def child_groups(self) -> list[int]:
+        # Each child leads its own process group (gunicorn's workers are in its group).
+        result = subprocess.run(
+            ["ps", "-o", "pid=", "--ppid", str(self.process.pid)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return [int(pid) for pid in result.stdout.split()]
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+def test_make_run_serves_the_demo_stops_cleanly_and_reuses_its_state(tmp_path):
+    app_port, emulator_port = _free_port(), _free_port()
+    base_url = f"http://127.0.0.1:{app_port}"
+
+    first = Supervisor(tmp_path, app_port, emulator_port)
+    try:
+        banner = first.wait_for_banner()
+        password = re.search(r"Demo user {4}demo / (\S+)", banner).group(1)
+        admin_password = re.search(r"Admin {8}admin / (\S+)", banner).group(1)
+        assert f"Upload page  {base_url}/upload/" in banner
+        assert f"API docs     {base_url}/api/docs/" in banner
+        assert f"Admin        {base_url}/admin/" in banner
+        assert "created demo user demo" in banner
+        assert "created admin user admin" in banner
+        groups = first.child_groups()
+        assert len(groups) == 2
+
+        result = run_demo(base_url=base_url, username="demo", password=password, say=lambda _: None)
+        assert result.downloaded == result.uploaded
+
+        first.process.send_signal(signal.SIGINT)  # what Ctrl-C delivers
+        assert first.process.wait(timeout=40) == 0
+    finally:
+        first.kill()
+    assert all(_group_gone(pgid, timeout=10) for pgid in groups), first.output()
+    assert _port_free(app_port) and _port_free(emulator_port)
+    assert "stopped." in first.output()
+    assert (tmp_path / "db.sqlite3").is_file()
+    assert any((tmp_path / "emulator").iterdir())
+
+    second = Supervisor(tmp_path, app_port, emulator_port)
+    try:
+        banner = second.wait_for_banner()
+        assert "found demo user demo" in banner
+        assert f"Demo user    demo / {password}" in banner
+        assert f"Admin        admin / {admin_password}" in banner
+        groups = second.child_groups()
+        # The first run's upload is still there: same database, same objects.
+        again = run_demo(base_url=base_url, username="demo", password=password, say=lambda _: None)
+        assert again.upload_id == result.upload_id + 1
+    finally:
+        # Killed outright, the supervisor cannot clean up: its children go by themselves.
+        second.kill()
+    assert all(_group_gone(pgid, timeout=20) for pgid in groups), second.output()
+    assert _port_free(app_port) and _port_free(emulator_port)
