@@ -96,13 +96,15 @@ class Supervisor:
 
     def child_groups(self) -> list[int]:
         # Each child leads its own process group (gunicorn's workers are in its group).
-        result = subprocess.run(
-            ["ps", "-o", "pid=", "--ppid", str(self.process.pid)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        return [int(pid) for pid in result.stdout.split()]
+        children = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # exited meanwhile
+            if int(fields[1]) == self.process.pid:  # fields: state, ppid, pgrp, ...
+                children.append(int(stat.parent.name))
+        return sorted(children)
 
     def kill(self) -> None:
         if self.process.poll() is None:
