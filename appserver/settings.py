@@ -117,7 +117,8 @@ CACHE_KEY_PREFIX = env.str("CACHE_KEY_PREFIX", default="appserver")
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            # Django's backend, reusing its redis-py client (appserver/cache.py).
+            "BACKEND": "appserver.cache.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": CACHE_KEY_PREFIX,
             "TIMEOUT": 300,
@@ -247,6 +248,8 @@ CREDENTIALS_ENCRYPTION_KEY = env.str("CREDENTIALS_ENCRYPTION_KEY", default="")
 # Cached credentials are handed out only while they have more than the SDKs' 300 s refresh margin
 # plus this window left; after that the next request gets fresh ones.
 CREDENTIALS_SAFETY_WINDOW_SECONDS = env.int("CREDENTIALS_SAFETY_WINDOW_SECONDS", default=300)
+# Ledger hand-out counts are batched in each worker and written at most this often (0: at once).
+CREDENTIALS_SERVED_FLUSH_SECONDS = env.float("CREDENTIALS_SERVED_FLUSH_SECONDS", default=10.0)
 # Session policy templates (policies/templates by default), see policies/services.py.
 POLICY_TEMPLATES_DIR = env.path(
     "POLICY_TEMPLATES_DIR", default=str(BASE_DIR / "policies" / "templates")

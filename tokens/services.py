@@ -20,13 +20,16 @@ The contract (issue 2):
   ``CREDENTIALS_ENCRYPTION_KEY`` or a key derived from SECRET_KEY with HKDF; whoever reads Redis
   sees no secret, and an entry copied under another user's key is refused (user and scope are
   inside the encrypted payload).
-- Ledger: every AssumeRole result is a CredentialGrant row. Each cached hand-out costs one
-  ``UPDATE ... SET times_served = times_served + 1`` by primary key (no read, no lock held across
-  the request): exact counts, and cheaper than a round trip to Redis plus a periodic flush.
+- Ledger: every AssumeRole result is a CredentialGrant row. Hand-outs of cached credentials are
+  counted in the worker's memory and written with one ``UPDATE ... SET times_served =
+  times_served + n`` per grant at most every ``CREDENTIALS_SERVED_FLUSH_SECONDS`` (and when the
+  worker exits): the hot path does no database write, at the price of losing at most that many
+  seconds of counts if a worker is killed. 0 writes every hand-out at once (one UPDATE each).
 """
 
 from __future__ import annotations
 
+import atexit
 import base64
 import json
 import logging
@@ -44,7 +47,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import F
+from django.db.models import Case, F, IntegerField, Value, When
 from django.utils import timezone
 
 from accounts.models import User
@@ -228,10 +231,60 @@ def _issued(
     )
 
 
+class _ServedCounter:
+    """Hand-outs per grant, kept in this process and flushed to the ledger in batches."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: dict[int, int] = {}
+        self._last_flush = time.monotonic()
+
+    def add(self, grant_id: int) -> None:
+        interval = settings.CREDENTIALS_SERVED_FLUSH_SECONDS
+        with self._lock:
+            self._pending[grant_id] = self._pending.get(grant_id, 0) + 1
+            due = time.monotonic() - self._last_flush >= interval
+        if due:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+            self._last_flush = time.monotonic()
+        now = timezone.now()
+        items = sorted(pending.items())  # a fixed order: concurrent flushes never deadlock
+        for start in range(0, len(items), 500):
+            chunk = items[start : start + 500]
+            # One statement per chunk: a CASE adds each grant's own count.
+            increment = Case(
+                *(When(pk=grant_id, then=Value(count)) for grant_id, count in chunk),
+                output_field=IntegerField(),
+            )
+            CredentialGrant.objects.filter(pk__in=[grant_id for grant_id, _ in chunk]).update(
+                times_served=F("times_served") + increment, last_served_at=now
+            )
+
+
+_served = _ServedCounter()
+
+
+def credentials_flush_served_counts() -> None:
+    """Write the hand-outs counted in this process to the ledger now."""
+    _served.flush()
+
+
+def _flush_at_exit() -> None:
+    try:
+        _served.flush()
+    except Exception:  # the database may be gone at shutdown: counts are best effort
+        logger.warning("Could not write the last credential hand-out counts to the ledger.")
+
+
+atexit.register(_flush_at_exit)
+
+
 def _serve_cached(entry: _Entry, *, policy: RenderedPolicy, scope: str) -> IssuedCredentials:
-    CredentialGrant.objects.filter(pk=entry.grant_id).update(
-        times_served=F("times_served") + 1, last_served_at=timezone.now()
-    )
+    _served.add(entry.grant_id)
     return _issued(entry, policy=policy, scope=scope, reused=True)
 
 

@@ -20,5 +20,8 @@ class CredentialsClient:
 
 
 @pytest.fixture
-def credentials(live_server, alibaba) -> CredentialsClient:
+def credentials(live_server, alibaba, settings) -> CredentialsClient:
+    # Ledger counts written at every hand-out, so tests read exact numbers at once
+    # (test_ledger_counts_are_batched covers the batched default).
+    settings.CREDENTIALS_SERVED_FLUSH_SECONDS = 0
     return CredentialsClient(live_server.url)

@@ -14,7 +14,7 @@ from django.core.cache import cache
 from accounts.services import user_suspend, user_unsuspend
 from tests.factories import UserFactory
 from tokens.models import CredentialGrant
-from tokens.services import credentials_cache_key
+from tokens.services import credentials_cache_key, credentials_flush_served_counts
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -141,6 +141,19 @@ def test_cached_credentials_are_reused_and_counted(credentials, user, alibaba):
     row = " ".join(str(v) for v in CredentialGrant.objects.values().get().values())
     assert first.json()["AccessKeySecret"] not in row
     assert first.json()["SecurityToken"] not in row
+
+
+def test_ledger_counts_are_batched(credentials, user, settings):
+    settings.CREDENTIALS_SERVED_FLUSH_SECONDS = 3600
+    credentials_flush_served_counts()  # whatever earlier tests left in this process
+    body = credentials.get(user).json()
+    for _ in range(4):
+        assert credentials.get(user).json()["AccessKeyId"] == body["AccessKeyId"]
+    grant = CredentialGrant.objects.get()
+    assert grant.times_served == 1  # the issuing request; the 4 hand-outs wait in memory
+    credentials_flush_served_counts()
+    grant.refresh_from_db()
+    assert grant.times_served == 5
 
 
 def test_each_scope_and_user_has_its_own_credentials(credentials, user, other_user, alibaba):
