@@ -74,10 +74,6 @@ def _check(response: requests.Response, step: str) -> dict:
     return response.json() if response.content else {}
 
 
-def _secret_hidden(value: str) -> str:
-    return value[:6] + "…" if value else value
-
-
 def run_demo(
     *,
     base_url: str,
@@ -116,8 +112,8 @@ def run_demo(
     if str(creds.get("StatusCode")) != "200":
         raise DemoError(f"credentials: {creds}")
     say(
-        f"   AccessKeyId {creds['AccessKeyId']}, secret {_secret_hidden(creds['AccessKeySecret'])},"
-        f" token {_secret_hidden(creds['SecurityToken'])}"
+        f"   AccessKeyId {creds['AccessKeyId']} (the secret and the {len(creds['SecurityToken'])}"
+        "-character security token are not printed)"
     )
     say(
         f"   bucket {creds['Bucket']} at {creds['Endpoint']} ({creds['Region']}), "

@@ -52,6 +52,7 @@ def test_demo_uploads_lists_and_downloads(live_callbacks, alibaba, signature_ver
     ]
     printed = "\n".join(lines)
     assert PASSWORD not in printed
+    assert "the secret and the " in printed
 
 
 @pytest.mark.django_db(transaction=True)
