@@ -526,7 +526,15 @@ def _decide_locked(
     if verdict is None:
         usage.bytes_used += size
         usage.objects_used += 1
-        usage.save()
+        usage.save(
+            update_fields=[
+                "bytes_used",
+                "objects_used",
+                "bytes_reserved",
+                "objects_reserved",
+                "updated_at",
+            ]
+        )
         ticket.status = UploadTicket.Status.USED
         ticket.used_at = now
         ticket.save(update_fields=["status", "used_at", "reserved_bytes"])

@@ -7,7 +7,7 @@ import base64
 import hashlib
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit
 
 import oss2
@@ -44,9 +44,14 @@ class Live:
     url: str
     emulator: object
     settings: object
+    tokens: dict = field(default_factory=dict)
 
     def api(self, method: str, path: str, user, **kwargs) -> requests.Response:
-        headers = {**bearer(user), **kwargs.pop("headers", {})}
+        # One token per user, minted on first use (minting writes to the database, which
+        # worker threads of a test must not do: their connections would outlive the test).
+        if user.pk not in self.tokens:
+            self.tokens[user.pk] = bearer(user)
+        headers = {**self.tokens[user.pk], **kwargs.pop("headers", {})}
         return requests.request(method, self.url + path, headers=headers, timeout=TIMEOUT, **kwargs)
 
     def ticket(self, user, *, filename="photo.png", size=100, content_type="image/png", **extra):
