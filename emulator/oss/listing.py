@@ -18,6 +18,9 @@ from emulator.oss.storage import ObjectRecord
 from emulator.oss.wire import Request, Response
 from emulator.oss.xmlbody import Node, iso_time, render
 
+_SCAN_BATCH = 1000
+_HIGHEST_CHAR = chr(0x10FFFF)
+
 
 class ListingOperations(OssPipeline):
     def _list_params(self, request: Request) -> tuple[str, str, int, bool]:
@@ -53,32 +56,41 @@ class ListingOperations(OssPipeline):
     def _collect(
         self, bucket: str, *, prefix: str, delimiter: str, after: str, max_keys: int
     ) -> tuple[list[ObjectRecord], list[str], bool, str]:
-        """Walk keys after `after`: (objects, common prefixes, truncated, last item returned)."""
+        """Walk keys after `after`: (objects, common prefixes, truncated, last item returned).
+
+        The walk reads the bucket's sorted key index in batches and jumps over each common
+        prefix, so a page costs about its own size, not the bucket's.
+        """
         objects: list[ObjectRecord] = []
         prefixes: list[str] = []
         last = ""
-        for record in self.storage.list_keys(bucket):
-            key = record.key
-            if key <= after or not key.startswith(prefix):
-                continue
-            common = None
-            if delimiter:
-                index = key.find(delimiter, len(prefix))
-                if index >= 0:
-                    common = key[: index + len(delimiter)]
-            if common is not None:
-                if common <= after or (prefixes and prefixes[-1] == common):
+        cursor = after
+        while True:
+            batch = self.storage.scan(bucket, after=cursor, prefix=prefix, limit=_SCAN_BATCH)
+            if not batch:
+                return objects, prefixes, False, last
+            for record in batch:
+                key = record.key
+                cursor = key
+                common = None
+                if delimiter:
+                    index = key.find(delimiter, len(prefix))
+                    if index >= 0:
+                        common = key[: index + len(delimiter)]
+                if common is None:
+                    if len(objects) + len(prefixes) >= max_keys:
+                        return objects, prefixes, True, last
+                    objects.append(record)
+                    last = key
                     continue
-                if len(objects) + len(prefixes) >= max_keys:
-                    return objects, prefixes, True, last
-                prefixes.append(common)
-                last = common
-                continue
-            if len(objects) + len(prefixes) >= max_keys:
-                return objects, prefixes, True, last
-            objects.append(record)
-            last = key
-        return objects, prefixes, False, last
+                if common > after:
+                    if len(objects) + len(prefixes) >= max_keys:
+                        return objects, prefixes, True, last
+                    prefixes.append(common)
+                    last = common
+                # Every key under this common prefix sorts before common + the highest char.
+                cursor = common + _HIGHEST_CHAR
+                break
 
     def _contents(self, records: list[ObjectRecord], encode: Callable[[str], str]) -> list[Node]:
         return [

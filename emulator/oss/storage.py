@@ -18,7 +18,7 @@ Memory mode (no data dir) uses the same code on a temporary directory removed at
 
 from __future__ import annotations
 
-import contextlib
+import bisect
 import hashlib
 import json
 import logging
@@ -131,6 +131,7 @@ class BucketRecord:
     created: float
     region: str
     objects: dict[str, ObjectRecord] = field(default_factory=dict)
+    sorted_keys: list[str] = field(default_factory=list)  # the keys of `objects`, in order
     lock: threading.RLock = field(default_factory=threading.RLock)
 
 
@@ -193,6 +194,7 @@ class Storage:
                 record = ObjectRecord.from_json(data)
                 bucket.objects[record.key] = record
                 referenced.update(s.blob for s in record.segments)
+            bucket.sorted_keys = sorted(bucket.objects)
             self._buckets[bucket.name] = bucket
         for upload_path in self._uploads_dir.glob("*.json"):
             data = _read_json(upload_path)
@@ -305,6 +307,8 @@ class Storage:
     def _write_record(self, bucket: BucketRecord, record: ObjectRecord) -> None:
         path = self._buckets_dir / bucket.name / "objects" / _key_file(record.key)
         _atomic_write_json(path, record.to_json())
+        if record.key not in bucket.objects:
+            bisect.insort(bucket.sorted_keys, record.key)
         bucket.objects[record.key] = record
 
     def get(self, bucket_name: str, key: str) -> ObjectRecord:
@@ -416,22 +420,25 @@ class Storage:
             old = bucket.objects.pop(key, None)
             if old is None:
                 return False
+            del bucket.sorted_keys[bisect.bisect_left(bucket.sorted_keys, key)]
             path = self._buckets_dir / bucket.name / "objects" / _key_file(key)
             path.unlink(missing_ok=True)
             self._drop_blobs(s.blob for s in old.segments)
             return True
 
-    def list_keys(self, bucket_name: str) -> list[ObjectRecord]:
+    def scan(self, bucket_name: str, *, after: str, prefix: str, limit: int) -> list[ObjectRecord]:
+        """Up to `limit` records in key order with key > after and key starting with prefix."""
         bucket = self.bucket(bucket_name)
         with bucket.lock:
-            records = list(bucket.objects.values())
-        records.sort(key=lambda r: r.key)
-        return records
-
-    def object_count(self, bucket_name: str) -> int:
-        bucket = self.bucket(bucket_name)
-        with bucket.lock:
-            return len(bucket.objects)
+            keys = bucket.sorted_keys
+            start = max(bisect.bisect_right(keys, after), bisect.bisect_left(keys, prefix))
+            found: list[ObjectRecord] = []
+            for index in range(start, min(start + limit, len(keys))):
+                key = keys[index]
+                if not key.startswith(prefix):
+                    break
+                found.append(bucket.objects[key])
+            return found
 
     # -- multipart ---------------------------------------------------------------------------
 
@@ -592,12 +599,3 @@ class _SliceReader:
                 return data
             self._handles.pop(0)
         return b""
-
-
-@contextlib.contextmanager
-def discarding_on_error(storage: Storage, blob: Blob):
-    try:
-        yield blob
-    except BaseException:
-        storage.discard(blob)
-        raise

@@ -479,3 +479,43 @@ def test_cors_for_browser_clients(emu, root_bucket):
     )
     assert response.headers["Access-Control-Allow-Origin"] == origin
     assert "ETag" in response.headers["Access-Control-Expose-Headers"]
+
+
+@pytest.mark.parametrize("page", [1, 2, 7, 100])
+def test_listing_pages_match_a_reference_walk(root_bucket, page):
+    keys = sorted(
+        [f"a/{i}/{j}.txt" for i in range(4) for j in range(3)]
+        + [f"a/{i}.txt" for i in range(5)]
+        + ["a/", "a//x", "ab", "b/1", "a/\u00e9/z"]
+    )
+    for key in keys:
+        root_bucket.put_object(key, b"x")
+
+    def reference(prefix: str, delimiter: str) -> list[str]:
+        seen: list[str] = []
+        for key in keys:
+            if not key.startswith(prefix):
+                continue
+            rest = key[len(prefix) :]
+            if delimiter and delimiter in rest:
+                common = prefix + rest[: rest.index(delimiter) + len(delimiter)]
+                if common not in seen:
+                    seen.append(common)
+            else:
+                seen.append(key)
+        return seen
+
+    for prefix, delimiter in [("", ""), ("a/", "/"), ("", "/"), ("a/1", "/"), ("a/", "")]:
+        walked_v1 = []
+        for info in oss2.ObjectIterator(
+            root_bucket, prefix=prefix, delimiter=delimiter, max_keys=page
+        ):
+            walked_v1.append(info.key)
+        walked_v2 = [
+            info.key
+            for info in oss2.ObjectIteratorV2(
+                root_bucket, prefix=prefix, delimiter=delimiter, max_keys=page
+            )
+        ]
+        assert walked_v1 == reference(prefix, delimiter), (prefix, delimiter)
+        assert walked_v2 == reference(prefix, delimiter), (prefix, delimiter)
