@@ -132,7 +132,11 @@ def build_config(argv: list[str] | None = None) -> EmulatorConfig:
 
 def main(argv: list[str] | None = None) -> int:
     config = build_config(argv)
-    emulator = Emulator(config)
+    try:
+        emulator = Emulator(config)
+    except (ValueError, OSError) as exc:
+        print(f"emulator: {exc}", file=sys.stderr)
+        return 2
     print(f"Alibaba Cloud emulator (STS + OSS) listening on {emulator.endpoint}", flush=True)
     print(f"  region:       {config.region}")
     print(f"  buckets:      {', '.join(config.buckets)}")

@@ -29,6 +29,7 @@ from emulator import callbacks
 from emulator.clock import Clock
 from emulator.config import PUBLIC_KEY_PATH, EmulatorConfig
 from emulator.oss.errors import OssError, error_xml
+from emulator.oss.keys import BUCKET_NAME
 from emulator.oss.service import MAX_SINGLE_PUT, OssService
 from emulator.oss.storage import ObjectRecord, Storage
 from emulator.oss.wire import BodyReader, Headers, Request, Response
@@ -342,6 +343,11 @@ class Emulator:
         )
         self.public_key_pem: bytes = self.signer.public_key_pem
         for bucket in self.config.buckets:
+            if not BUCKET_NAME.match(bucket):
+                raise ValueError(
+                    f"invalid bucket name {bucket!r}: 3-63 characters of lowercase letters, "
+                    "digits and hyphens, starting and ending with a letter or digit"
+                )
             self.storage.create_bucket(bucket, region=self.config.region, now=self.clock.now())
         self.oss = OssService(
             config=self.config,

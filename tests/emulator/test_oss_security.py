@@ -341,3 +341,39 @@ def test_tokens_stay_valid_until_expiry(emu, alice):
     alice.put_object("users/alice/a.txt", b"x")
     emu.clock.advance(600)  # within the skew window, before the token's 900 s run out
     assert alice.get_object("users/alice/a.txt").read() == b"x"
+
+
+def test_credentials_from_the_newer_sts_sdk_work_with_oss2_v4(emu):
+    """alibabacloud-sts20150401 (ACS3-HMAC-SHA256) issues the credentials, oss2 V4 uses them."""
+    from alibabacloud_sts20150401 import models as sts_models
+    from alibabacloud_sts20150401.client import Client
+    from alibabacloud_tea_openapi import models as openapi_models
+
+    from emulator.config import DEFAULT_ROLE_ARN
+
+    client = Client(
+        openapi_models.Config(
+            access_key_id=DEFAULT_ROOT_ACCESS_KEY_ID,
+            access_key_secret=DEFAULT_ROOT_ACCESS_KEY_SECRET,
+            endpoint=emu.endpoint.removeprefix("http://"),
+            protocol="http",
+            region_id=REGION,
+        )
+    )
+    response = client.assume_role(
+        sts_models.AssumeRoleRequest(
+            role_arn=DEFAULT_ROLE_ARN,
+            role_session_name="carol",
+            duration_seconds=900,
+            policy=user_policy("carol"),
+        )
+    )
+    creds = response.body.credentials
+    bucket = sts_bucket(
+        emu,
+        StsCredentials(creds.access_key_id, creds.access_key_secret, creds.security_token),
+        "v4",
+    )
+    assert bucket.put_object("users/carol/a.txt", b"carol").status == 200
+    with pytest.raises(oss2.exceptions.AccessDenied):
+        bucket.put_object("users/alice/a.txt", b"carol")

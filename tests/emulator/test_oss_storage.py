@@ -216,3 +216,10 @@ def test_damaged_metadata_does_not_stop_a_restart(tmp_path):
         assert bucket.get_object("good.txt").read() == b"good"
         assert bucket.object_exists("bad.txt") is False
     assert not (objects / ".half-written.json.abc.tmp").exists()
+
+
+@pytest.mark.parametrize("name", ["../escape", "UPPER", "a", "-dash-", "has_underscore"])
+def test_invalid_bucket_names_are_refused_at_start(tmp_path, name):
+    with pytest.raises(ValueError, match="invalid bucket name"):
+        Emulator(EmulatorConfig(port=0, data_dir=tmp_path / "data", buckets=(name,)))
+    assert not (tmp_path / "escape").exists()
