@@ -55,7 +55,9 @@ class Role:
 class EmulatorConfig:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT  # 0 picks a free port
-    data_dir: Path | None = None  # None keeps everything in memory
+    # None: nothing outlives stop() (object bodies are spooled to a temporary directory, so even
+    # a 1 GiB upload never sits in RAM); a path keeps buckets, objects and uploads across runs.
+    data_dir: Path | None = None
     region: str = DEFAULT_REGION
     account_id: str = DEFAULT_ACCOUNT_ID
     root_access_key_id: str = DEFAULT_ROOT_ACCESS_KEY_ID
