@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -23,15 +24,27 @@ def page_url(alibaba, live_server, settings) -> str:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_log_in_upload_and_see_the_thumbnail(page_url, chromium_path, tmp_path):
+@pytest.mark.parametrize("addressing", ["path-style", "virtual-host"])
+def test_log_in_upload_and_see_the_thumbnail(
+    page_url, chromium_path, tmp_path, settings, alibaba, addressing
+):
+    if addressing == "virtual-host":
+        # A host name instead of the IP: ali-oss then puts the bucket in the host name
+        # (app-uploads.localhost), which browsers resolve to the loopback address.
+        settings.OSS_PUBLIC_ENDPOINT = alibaba.endpoint.replace("127.0.0.1", "localhost")
     user = UserFactory()
     image = tmp_path / "sunset.png"
     image.write_bytes(demo_png(160, 120))
     errors: list[str] = []
+    oss_hosts: set[str] = set()
 
     with headless_chromium(chromium_path) as browser:
         page = browser.new_page()
         page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.on(
+            "request",
+            lambda r: oss_hosts.add(urlsplit(r.url).netloc) if r.method == "PUT" else None,
+        )
         page.goto(page_url)
         page.fill("#login-username", user.username)
         page.fill("#login-password", PASSWORD)
@@ -62,6 +75,12 @@ def test_log_in_upload_and_see_the_thumbnail(page_url, chromium_path, tmp_path):
         page.close()
 
     assert errors == []
+    port = urlsplit(alibaba.endpoint).port
+    expected_host = {
+        "path-style": f"127.0.0.1:{port}",
+        "virtual-host": f"{settings.OSS_BUCKET}.localhost:{port}",
+    }[addressing]
+    assert oss_hosts == {expected_host}
     assert natural == [160, 120]
     assert listed == "sunset.png"
     assert re.match(r"^\d+(\.\d)? KB · image/png · 160\u00d7120 · ", meta)
