@@ -30,7 +30,12 @@ class UploadAdmin(admin.ModelAdmin):
         "status",
         "created_at",
     )
-    list_filter = ("status", "content_type", "created_at")
+    list_filter = (
+        "status",
+        "content_type",
+        "created_at",
+        ("owner", admin.RelatedOnlyFieldListFilter),
+    )
     search_fields = ("key", "filename", "owner__username")
     list_select_related = ("owner",)
     raw_id_fields = ("owner", "ticket")

@@ -60,6 +60,27 @@ def test_upload_list_shows_human_size_and_a_signed_thumbnail(admin_client, rows)
 
 
 @pytest.mark.django_db
+def test_upload_list_survives_a_broken_storage_configuration(admin_client, rows, settings):
+    settings.OSS_BUCKET = "Not_A_Valid_Bucket!"  # oss2 refuses to build a client for it
+    response = admin_client.get("/admin/uploads/upload/")
+    assert response.status_code == 200
+    assert "(storage unavailable)" in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_owner_filter(admin_client, rows, other_user):
+    Upload.objects.create(
+        owner=other_user, bucket="app-uploads", key="k2", size=1, content_type="text/plain"
+    )
+    response = admin_client.get(f"/admin/uploads/upload/?owner__id__exact={other_user.pk}")
+    assert response.status_code == 200
+    assert response.context["cl"].result_count == 1
+    assert other_user.username in response.content.decode()
+    response = admin_client.get(f"/admin/uploads/upload/?owner__id__exact={rows.owner_id}")
+    assert response.context["cl"].result_count == 1
+
+
+@pytest.mark.django_db
 def test_csv_export(admin_client, rows):
     response = admin_client.post(
         "/admin/uploads/upload/",
