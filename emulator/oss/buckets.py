@@ -59,6 +59,14 @@ class BucketOperations(OssPipeline):
             )
         return Response(200, {"Location": f"/{target.bucket}"})
 
+    def op_DeleteBucket(
+        self, request: Request, target: Target, principal: PrincipalLike
+    ) -> Response:
+        bucket = self._bucket(target)
+        self.authorize(principal, request, action="oss:DeleteBucket", bucket=bucket, key=None)
+        self.storage.delete_bucket(bucket)
+        return Response(204, {})
+
     def op_GetBucketInfo(
         self, request: Request, target: Target, principal: PrincipalLike
     ) -> Response:

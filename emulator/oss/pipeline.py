@@ -228,6 +228,8 @@ class OssPipeline:
                 return "ListObjects"
             if method == "HEAD":
                 return "GetBucketInfo"
+            if method == "DELETE" and not query:
+                return "DeleteBucket"
             if method == "POST":
                 if "delete" in query:
                     return "DeleteMultipleObjects"

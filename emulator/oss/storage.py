@@ -291,6 +291,20 @@ class Storage:
             self._buckets[name] = BucketRecord(name=name, created=now, region=region)
             return True
 
+    def delete_bucket(self, name: str) -> None:
+        """Delete an empty bucket (no objects, no multipart uploads in progress)."""
+        bucket = self.bucket(name)
+        with self._lock, bucket.lock:
+            if bucket.objects or any(u.bucket == name for u in self._uploads.values()):
+                raise OssError(
+                    409,
+                    "BucketNotEmpty",
+                    "The bucket you tried to delete is not empty.",
+                    extra={"BucketName": name},
+                )
+            del self._buckets[name]
+            shutil.rmtree(self._buckets_dir / name, ignore_errors=True)
+
     def bucket(self, name: str) -> BucketRecord:
         with self._lock:
             bucket = self._buckets.get(name)

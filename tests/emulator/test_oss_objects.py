@@ -434,6 +434,17 @@ def test_bucket_create_info_location_and_list_buckets(emu, root_bucket):
     assert names == [BUCKET, "second-bucket"]
     with pytest.raises(oss2.exceptions.NoSuchBucket):
         oss2.Bucket(auth, emu.endpoint, "no-such-bucket").get_object("x")
+    fresh.put_object("x.txt", b"x")
+    with pytest.raises(oss2.exceptions.BucketNotEmpty):
+        fresh.delete_bucket()
+    fresh.delete_object("x.txt")
+    upload_id = fresh.init_multipart_upload("m.bin").upload_id
+    with pytest.raises(oss2.exceptions.BucketNotEmpty):
+        fresh.delete_bucket()
+    fresh.abort_multipart_upload("m.bin", upload_id)
+    assert fresh.delete_bucket().status == 204
+    with pytest.raises(oss2.exceptions.NoSuchBucket):
+        fresh.get_bucket_info()
 
 
 def test_virtual_host_addressing(emu):

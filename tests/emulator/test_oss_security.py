@@ -93,6 +93,7 @@ CROSS_USER: dict[str, Callable[[oss2.Bucket, str, str], object]] = {
     "ListMultipartUploads": lambda b, key, upload: b.list_multipart_uploads(prefix="users/bob/"),
     "AppendObject": lambda b, key, upload: b.append_object("users/bob/log.txt", 0, b"x"),
     "GetBucketInfo": lambda b, key, upload: b.get_bucket_info(),
+    "DeleteBucket": lambda b, key, upload: b.delete_bucket(),
     "PutBucket": lambda b, key, upload: oss2.Bucket(
         b.auth, b.endpoint, "alices-bucket", region=REGION
     ).create_bucket(),
