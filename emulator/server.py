@@ -281,7 +281,10 @@ class CallbackHook:
     ) -> tuple[int, str, bytes]:
         emulator = self._emulator
         image = None
-        handles = emulator.storage.open_segments(record)
+        try:
+            handles = emulator.storage.open_segments(record)
+        except FileNotFoundError:
+            handles = []  # overwritten since it was stored: no image facts to report
         try:
             if handles:
                 # Only the header of the first blob is read, whatever the object's size.

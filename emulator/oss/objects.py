@@ -102,13 +102,15 @@ class ObjectOperations(OssPipeline):
         self.authorize(
             principal, request, action="oss:GetObject", bucket=source_bucket, key=source_key
         )
-        source_record = self.storage.get(source_bucket, source_key)
-        _check_preconditions(request, source_record, prefix="x-oss-copy-source-")
+        _check_preconditions(
+            request, self.storage.get(source_bucket, source_key), prefix="x-oss-copy-source-"
+        )
         forbid = request.headers.get("x-oss-forbid-overwrite").lower() == "true"
         if forbid and exists(self.storage, bucket, target.key):
             raise already_exists()
         request.body.read_all(0)
-        blob = self.storage.receive_copy(source_record)
+        # The record and the bytes copied are taken together, whatever overwrites the source.
+        source_record, blob = self.storage.receive_copy(source_bucket, source_key)
         if request.headers.get("x-oss-metadata-directive").upper() == "REPLACE":
             template = self._new_record(request, target.key)
         else:

@@ -255,11 +255,11 @@ class Storage:
             raise
         return Blob(path=path, size=digest.size, md5=digest.md5, crc64=digest.crc64)
 
-    def receive_copy(self, record: ObjectRecord) -> Blob:
-        """A new blob with the bytes of an existing object (CopyObject)."""
-        handles = self.open_segments(record)
+    def receive_copy(self, bucket_name: str, key: str) -> tuple[ObjectRecord, Blob]:
+        """A new blob with the bytes of an existing object (CopyObject), and its record."""
+        record, handles = self.get_and_open(bucket_name, key)
         try:
-            return self.receive(_SliceReader(handles))
+            return record, self.receive(_SliceReader(handles))
         finally:
             for handle, _, _ in handles:
                 handle.close()
