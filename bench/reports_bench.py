@@ -256,6 +256,7 @@ def bench_reconcile(objects: int) -> None:
                 " WHERE status = 'active' ORDER BY id LIMIT %s)",
                 [RECON_BUCKET, objects],
             )
+        analyze()
         rows = list(
             Upload.objects.filter(bucket=RECON_BUCKET)
             .order_by("id")

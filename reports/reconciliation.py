@@ -409,11 +409,13 @@ class _Reconciler:
         rows: dict[str, tuple[int, str, str, int]] = {}
         if user is None:
             return rows
-        for row in Upload.objects.filter(owner=user, bucket=self.bucket).values_list(
-            "id", "key", "status", "size"
+        # By owner only (their index), the bucket checked here: a planner misled about the
+        # bucket column's selectivity would otherwise walk the whole (bucket, key) index.
+        for row in Upload.objects.filter(owner=user).values_list(
+            "id", "key", "status", "size", "bucket"
         ):
-            if row[1].startswith(self.prefix):
-                rows[row[1]] = row
+            if row[4] == self.bucket and row[1].startswith(self.prefix):
+                rows[row[1]] = row[:4]
         self.state.rows_checked += len(rows)
         return rows
 

@@ -22,6 +22,7 @@ import pytest
 
 from accounts.models import User
 from tests.factories import UserFactory
+from tests.webclient.conftest import chromium_path  # noqa: F401 - fixture for the browser test
 from tokens.models import CredentialGrant
 from uploads.models import CallbackRefusal, StorageUsage, Upload
 
