@@ -78,12 +78,13 @@ class MultipartOperations(OssPipeline):
             request.headers.get("x-oss-callback") or None,
             request.headers.get("x-oss-callback-var") or None,
         )
-        upload = self.storage.upload(bucket, target.key, upload_id)
+        self.storage.upload(bucket, target.key, upload_id)
         body = request.body.read_all(MAX_XML_BODY)
         if request.headers.get("x-oss-complete-all").lower() == "yes":
             if body.strip():
                 raise invalid_argument("With x-oss-complete-all the body must be empty.")
-            chosen = [(n, p.etag) for n, p in sorted(upload.parts.items())]
+            parts = self.storage.parts(bucket, target.key, upload_id)
+            chosen = [(p.number, p.etag) for p in parts]
         else:
             chosen = xmlbody.parse_complete_multipart(body)
         forbid = request.headers.get("x-oss-forbid-overwrite").lower() == "true"
@@ -130,7 +131,7 @@ class MultipartOperations(OssPipeline):
         bucket = self._bucket(target)
         self.authorize(principal, request, action="oss:ListParts", bucket=bucket, key=target.key)
         upload_id = request.query.get("uploadId", "")
-        upload = self.storage.upload(bucket, target.key, upload_id)
+        all_parts = self.storage.parts(bucket, target.key, upload_id)
         max_text = request.query.get("max-parts", "1000")
         marker_text = request.query.get("part-number-marker", "0") or "0"
         if not max_text.isdigit() or not 1 <= int(max_text) <= 1000:
@@ -142,9 +143,7 @@ class MultipartOperations(OssPipeline):
                 "part-number-marker must be an integer.", ArgumentName="part-number-marker"
             )
         max_parts, marker = int(max_text), int(marker_text)
-        parts = sorted(
-            (p for n, p in list(upload.parts.items()) if n > marker), key=lambda p: p.number
-        )
+        parts = [p for p in all_parts if p.number > marker]
         truncated = len(parts) > max_parts
         parts = parts[:max_parts]
         next_marker = str(parts[-1].number) if parts else str(marker)

@@ -488,6 +488,12 @@ class Storage:
                 raise no_such_upload(upload_id)
             return upload
 
+    def parts(self, bucket_name: str, key: str, upload_id: str) -> list[PartRecord]:
+        """The upload's parts in part-number order, as of now."""
+        with self._lock:
+            upload = self.upload(bucket_name, key, upload_id)
+            return [upload.parts[n] for n in sorted(upload.parts)]
+
     def put_part(
         self, bucket_name: str, key: str, upload_id: str, number: int, blob: Blob, *, now: float
     ) -> PartRecord:
