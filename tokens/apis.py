@@ -13,7 +13,6 @@ from accounts.permissions import IsActiveAccount
 from policies.services import ALL_SCOPES, DEFAULT_SCOPE
 from tokens.serializers import CredentialsOutputSerializer, StsErrorSerializer
 from tokens.services import credentials_for_user
-from tokens.throttles import CredentialsThrottle
 
 _ERRORS = {
     400: OpenApiResponse(StsErrorSerializer, description="invalid_scope"),
@@ -50,7 +49,9 @@ _DOC = (
 
 class CredentialsApi(APIView):
     permission_classes = [IsActiveAccount]
-    throttle_classes = [CredentialsThrottle]
+    # The per-user "credentials" rate is enforced by the service, in the same Redis round trip
+    # that reads the cached credentials (tokens.services._count_request_and_fetch).
+    throttle_classes: list = []
     error_format = "sts"
 
     def _respond(self, request: Request) -> Response:

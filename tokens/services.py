@@ -49,9 +49,16 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Case, F, IntegerField, Value, When
 from django.utils import timezone
+from rest_framework.settings import api_settings
 
 from accounts.models import User
-from appserver.errors import AccountSuspended, InvalidInput, PermissionDenied, ServiceUnavailable
+from appserver.errors import (
+    AccountSuspended,
+    InvalidInput,
+    PermissionDenied,
+    ServiceUnavailable,
+    Throttled,
+)
 from policies.services import (
     ALL_SCOPES,
     PolicyTemplateError,
@@ -70,6 +77,7 @@ SDK_REFRESH_MARGIN_SECONDS = 300
 # short enough that recovery shows within seconds.
 FAILURE_MEMORY_SECONDS = 3
 POLL_INTERVAL_SECONDS = 0.05
+THROTTLE_SCOPE = "credentials"
 _CACHE_VERSION = "v1"
 _SESSION_NAME_CHARS = re.compile(r"[^A-Za-z0-9.@_-]")
 
@@ -201,7 +209,11 @@ def session_name_for(*, user: User) -> str:
 
 
 def _fresh(key: str, *, user_pk: int, scope: str, policy: RenderedPolicy) -> _Entry | None:
-    entry = _open(cache.get(key), user_pk=user_pk, scope=scope)
+    return _fresh_from(cache.get(key), user_pk=user_pk, scope=scope, policy=policy)
+
+
+def _fresh_from(raw: object, *, user_pk: int, scope: str, policy: RenderedPolicy) -> _Entry | None:
+    entry = _open(raw, user_pk=user_pk, scope=scope)
     if entry is None or entry.policy_sha256 != policy.sha256:
         return None
     if time.time() >= entry.refresh_at():
@@ -403,13 +415,59 @@ def _issue_single_flight(
         local.release()
 
 
+_PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _rate() -> tuple[int, int] | None:
+    """The "credentials" throttle rate (REST_FRAMEWORK's DEFAULT_THROTTLE_RATES), read now."""
+    rate = api_settings.DEFAULT_THROTTLE_RATES.get(THROTTLE_SCOPE)
+    if not rate:
+        return None
+    count, period = rate.split("/")
+    return int(count), _PERIODS[period[0]]
+
+
+def _count_request_and_fetch(*, user_pk: int, key: str) -> object:
+    """Count the request against the user's rate and read the cached entry: one Redis round trip.
+
+    The endpoint's per-user throttle lives here rather than in a DRF throttle class so that the
+    hottest path of the server costs one round trip, not three (a DRF throttle reads and
+    writes its request log, then the entry is read). It is a fixed window that starts with the
+    user's first request; over the rate -> 429 with the seconds left in the window.
+    """
+    rate = _rate()
+    if rate is None:
+        return cache.get(key)
+    limit, window = rate
+    counter_key = f"throttle_{THROTTLE_SCOPE}_{user_pk}"
+    incr_window = getattr(cache, "incr_window", None)
+    if incr_window is not None:  # appserver.cache.RedisCache
+        hits, seconds_left, values = incr_window(counter_key, window, get_keys=[key])
+        raw = values.get(key)
+    else:  # the embedded default's local-memory cache: same rule, several operations
+        cache.add(counter_key, 0, timeout=window)
+        try:
+            hits = cache.incr(counter_key)
+        except ValueError:  # the window ended between add and incr
+            cache.set(counter_key, 1, timeout=window)
+            hits = 1
+        seconds_left, raw = window, cache.get(key)
+    if hits > limit:
+        raise Throttled(
+            f"Too many credential requests. Retry in {seconds_left} seconds.",
+            retry_after=seconds_left,
+        )
+    return raw
+
+
 def credentials_for_user(
     *, user: User, scope: str, client_ip: str | None, user_agent: str
 ) -> IssuedCredentials:
     """Credentials confined by `scope`'s session policy for `user`; reused while fresh enough.
 
     Raises AccountSuspended, InvalidInput (unknown scope), PermissionDenied (a bucket-wide scope
-    for a non-staff user) or ServiceUnavailable (STS failed; the code says how).
+    for a non-staff user), Throttled (the user's "credentials" rate) or ServiceUnavailable (STS
+    failed; the code says how).
     """
     if user.is_suspended:
         raise AccountSuspended()
@@ -434,7 +492,8 @@ def credentials_for_user(
             retry_after=60,
         ) from None
     key = _entry_key(user.pk, scope)
-    entry = _fresh(key, user_pk=user.pk, scope=scope, policy=policy)
+    raw = _count_request_and_fetch(user_pk=user.pk, key=key)
+    entry = _fresh_from(raw, user_pk=user.pk, scope=scope, policy=policy)
     if entry is not None:
         return _serve_cached(entry, policy=policy, scope=scope)
     return _issue_single_flight(
