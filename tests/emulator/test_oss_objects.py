@@ -530,3 +530,15 @@ def test_listing_pages_match_a_reference_walk(root_bucket, page):
         ]
         assert walked_v1 == reference(prefix, delimiter), (prefix, delimiter)
         assert walked_v2 == reference(prefix, delimiter), (prefix, delimiter)
+
+
+def test_complete_all_parts_without_a_list(alice):
+    key = "users/alice/all.bin"
+    upload_id = alice.init_multipart_upload(key).upload_id
+    alice.upload_part(key, upload_id, 2, b"b" * 10)
+    alice.upload_part(key, upload_id, 1, b"a" * (100 * 1024))
+    result = alice.complete_multipart_upload(
+        key, upload_id, None, headers={"x-oss-complete-all": "yes"}
+    )
+    assert result.etag.endswith("-2")
+    assert alice.get_object(key).read() == b"a" * (100 * 1024) + b"b" * 10
