@@ -14,6 +14,7 @@ thread forever.
 from __future__ import annotations
 
 import base64
+import email.utils
 import functools
 import logging
 import secrets
@@ -72,6 +73,12 @@ class _Handler(BaseHTTPRequestHandler):
         # Headers and body go out in separate writes; with Nagle's algorithm the second one
         # waits for the client's delayed ACK (~40 ms per response on Linux).
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        # The Date header follows the emulator's clock: SDKs that correct their skew from it
+        # (Android, ali-oss) then agree with the clock tests moved.
+        moment = self.server.emulator.clock.now() if timestamp is None else timestamp
+        return email.utils.formatdate(moment, usegmt=True)
 
     def version_string(self) -> str:
         return self.server_version

@@ -332,7 +332,8 @@ def _v1_header(
     if not sep or not access_key_id or not signature:
         raise invalid_v4("The Authorization header is malformed.")
     date = request.headers.get("x-oss-date") or request.headers.get("date")
-    signed_at = parse_http_date(date) if date else None
+    # RFC 1123 as oss2, Android and iOS send it; some clients put ISO basic in x-oss-date.
+    signed_at = (parse_http_date(date) or parse_iso_basic(date)) if date else None
     if signed_at is None:
         raise access_denied("The request must carry a valid Date header.")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Callable
 
 import oss2
@@ -378,3 +379,13 @@ def test_credentials_from_the_newer_sts_sdk_work_with_oss2_v4(emu):
     assert bucket.put_object("users/carol/a.txt", b"carol").status == 200
     with pytest.raises(oss2.exceptions.AccessDenied):
         bucket.put_object("users/alice/a.txt", b"carol")
+
+
+def test_response_date_follows_the_emulator_clock(emu, root_bucket):
+    from email.utils import parsedate_to_datetime
+
+    emu.clock.advance(600)
+    result = root_bucket.put_object("dated.txt", b"x")
+    served = parsedate_to_datetime(result.headers["Date"]).timestamp()
+    # Ten minutes ahead of the real clock, like the emulator's.
+    assert served - time.time() > 500
