@@ -1,0 +1,64 @@
+"""tokens.services called directly (the endpoint tests go through HTTP)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from appserver.errors import InvalidInput, PermissionDenied, Throttled
+from tokens.services import credentials_for_user, session_name_for
+
+pytestmark = pytest.mark.django_db
+
+
+def test_session_name_is_the_public_id_and_valid_for_sts(user):
+    name = session_name_for(user=user)
+    assert name == f"app-{user.public_id}"
+    assert re.fullmatch(r"[A-Za-z0-9.@_-]{2,64}", name)
+    assert user.username not in name
+
+
+@pytest.fixture
+def local_memory_cache(settings):
+    """The embedded default's cache (no Redis): the throttle's fallback path."""
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "t"}
+    }
+
+
+def test_rate_limit_without_redis(user, alibaba, settings, local_memory_cache):
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {
+            **settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"],
+            "credentials": "2/hour",
+        },
+    }
+    first = credentials_for_user(user=user, scope="read", client_ip=None, user_agent="")
+    second = credentials_for_user(user=user, scope="read", client_ip=None, user_agent="")
+    assert second.access_key_id == first.access_key_id
+    assert second.reused and not first.reused
+    with pytest.raises(Throttled) as caught:
+        credentials_for_user(user=user, scope="read", client_ip=None, user_agent="")
+    assert caught.value.retry_after == 3600
+    assert caught.value.message == "Too many credential requests. Retry in 3600 seconds."
+
+
+def test_scope_errors(user, alibaba):
+    with pytest.raises(InvalidInput) as invalid:
+        credentials_for_user(user=user, scope="", client_ip=None, user_agent="")
+    assert invalid.value.code == "invalid_scope"
+    assert invalid.value.fields == {
+        "scope": ["Use one of: read, write, readwrite, bucket_read, bucket_read_write, all."]
+    }
+    with pytest.raises(PermissionDenied) as denied:
+        credentials_for_user(user=user, scope="all", client_ip=None, user_agent="")
+    assert denied.value.code == "scope_not_allowed"
+
+
+def test_repr_never_shows_the_secret(user, alibaba):
+    issued = credentials_for_user(user=user, scope="write", client_ip=None, user_agent="")
+    assert issued.access_key_secret not in repr(issued)
+    assert issued.security_token not in repr(issued)
+    assert issued.access_key_id in repr(issued)
