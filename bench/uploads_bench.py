@@ -256,11 +256,12 @@ def main() -> None:
         f"gunicorn: {WORKERS} workers x {THREADS} threads; "
         f"load loop: {CONCURRENCY} threads on 127.0.0.1, a new connection per request"
     )
-    for head_check, (bare, callbacks) in results.items():
+    for head_check, (bare, callbacks, one_bare, one_cb) in results.items():
         label = "HeadObject check on " if head_check else "HeadObject check off"
         print(
             f"callbacks ({label}): {callbacks:8.1f} accepted/s | bare view: {bare:8.1f} req/s"
             f" | ratio {callbacks / bare:.2f}x (target >= 0.5x)"
+            f" | one at a time: {one_cb * 1000:.1f} ms vs {one_bare * 1000:.1f} ms"
         )
     print(
         f"GET /api/uploads/ first page, user with 1,000 uploads: median {small * 1000:.2f} ms "
@@ -307,9 +308,42 @@ def stop(process: subprocess.Popen) -> None:
             process.wait(timeout=5)
 
 
-def bench_callbacks(n: int, port: int, data_dir: Path, emulator_url: str) -> tuple[float, float]:
-    """Issue n tickets, store their objects in the emulator, pre-sign their callbacks, then
-    time the bare view and the callback endpoint under the same load loop."""
+def bench_callbacks(n: int, port: int, data_dir: Path, emulator_url: str) -> tuple:
+    """Time the bare view and the callback endpoint under the same load loop; also the median
+    latency of one request at a time, to tell per-request cost from contention."""
+    warm, single = 20, 50
+    requests_ = build_callbacks(n + warm + single, data_dir, emulator_url)
+    bare = [("GET", "/bench/bare/", {}, b"")] * n
+    # Warm-up of both; the first callbacks also let each worker fetch and cache the public key.
+    load(port, bare[:100] + requests_[:warm])
+    seconds_bare, statuses, _ = load(port, bare)
+    assert set(statuses) == {200}, set(statuses)
+    seconds_cb, statuses, bodies = load(port, requests_[warm : warm + n])
+    assert set(statuses) == {200}, set(statuses)
+    refused = [b for b in bodies if b'"ok":true' not in b.replace(b" ", b"")]
+    assert not refused, refused[:2]
+    one_bare = one_at_a_time(port, bare[:single])
+    one_cb = one_at_a_time(port, requests_[warm + n :])
+    return n / seconds_bare, n / seconds_cb, one_bare, one_cb
+
+
+def one_at_a_time(port: int, requests_: list) -> float:
+    times = []
+    for method, path, headers, body in requests_:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        started = time.perf_counter()
+        conn.request(method, path, body=body, headers=headers)
+        response = conn.getresponse()
+        response.read()
+        times.append(time.perf_counter() - started)
+        conn.close()
+        assert response.status == 200, response.status
+    return statistics.median(times)
+
+
+def build_callbacks(n: int, data_dir: Path, emulator_url: str) -> list:
+    """Issue n tickets, store their objects in the emulator, and pre-sign their callbacks as
+    OSS would render and sign them."""
     import base64
     import hashlib
 
@@ -341,8 +375,7 @@ def bench_callbacks(n: int, port: int, data_dir: Path, emulator_url: str) -> tup
     data = b"0123456789" * 10
     callback_url = settings.OSS_CALLBACK_URL
     requests_ = []
-    warm = 20
-    for i in range(n + warm):
+    for i in range(n):
         issued = ticket_issue(
             user=users[i % len(users)], filename="b.txt", size=len(data), content_type="text/plain"
         )
@@ -377,16 +410,7 @@ def bench_callbacks(n: int, port: int, data_dir: Path, emulator_url: str) -> tup
             "user-agent": "aliyun-oss-callback",
         }
         requests_.append(("POST", "/api/oss/callback/", headers, body))
-    bare = [("GET", "/bench/bare/", {}, b"")] * n
-    # Warm-up of both; the first callbacks also let each worker fetch and cache the public key.
-    load(port, bare[:100] + requests_[:warm])
-    seconds_bare, statuses, _ = load(port, bare)
-    assert set(statuses) == {200}, set(statuses)
-    seconds_cb, statuses, bodies = load(port, requests_[warm:])
-    assert set(statuses) == {200}, set(statuses)
-    refused = [b for b in bodies if b'"ok":true' not in b.replace(b" ", b"")]
-    assert not refused, refused[:2]
-    return n / seconds_bare, n / seconds_cb
+    return requests_
 
 
 def bench_list(port: int, big_rows: int) -> tuple[float, float]:
