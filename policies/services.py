@@ -162,7 +162,8 @@ def _render(template: str, bucket: str, prefix: str | None, directory: str) -> R
 
 def policy_render_text(*, template: str, bucket: str, prefix: str | None) -> RenderedPolicy:
     """The minified policy text (what goes to STS) with its SHA-256; raises PolicyTemplateError."""
-    return _render(template, bucket, prefix, str(_templates_dir()))
+    # str() of the setting, not Path(): this runs on every credentials request.
+    return _render(template, bucket, prefix, str(settings.POLICY_TEMPLATES_DIR))
 
 
 def policy_render(*, template: str, bucket: str, prefix: str | None) -> dict:
