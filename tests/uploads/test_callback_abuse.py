@@ -294,3 +294,49 @@ def test_suspended_owner_is_refused(live, user):
     user_suspend(user=user, reason="abuse")
     live.bucket = lambda _user: bucket  # credentials obtained before the suspension
     _refused(live, user, ticket, b"abc", content_type="text/plain", code="owner_suspended")
+
+
+def test_storage_down_during_a_refusal_is_recorded_not_raised(live, user, settings):
+    ticket = live.ticket(user, filename="a.txt", size=3, content_type="text/plain")
+    bucket = live.bucket(user)
+    # The server's own OSS calls now go to a closed port; the app still reaches the emulator.
+    settings.UPLOAD_CALLBACK_HEAD_CHECK = False
+    settings.OSS_ENDPOINT = "http://127.0.0.1:9"
+    result = bucket.put_object(
+        ticket["key"], b"abcd", headers={**ticket["headers"], "Content-Type": "text/plain"}
+    )
+    answer = _answer(result)
+    assert answer["ok"] is False
+    assert answer["error"]["code"] == "size_mismatch"
+    assert answer["object_removed"] is False
+    refusal = CallbackRefusal.objects.get()
+    assert (refusal.reason, refusal.object_removed) == ("size_mismatch", False)
+    settings.OSS_ENDPOINT = live.emulator.endpoint
+    assert _exists(live, ticket["key"])  # left for reconciliation, and the refusal says so
+
+
+def test_storage_down_before_deciding_changes_nothing(live, stored, settings):
+    ticket, body = stored
+    settings.OSS_ENDPOINT = "http://127.0.0.1:9"
+    response = live.post_callback(body)
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "storage_unavailable"
+    settings.OSS_ENDPOINT = live.emulator.endpoint
+    _nothing_changed(live, ticket)
+
+
+def test_second_callback_with_other_content_on_a_used_ticket(live, user):
+    data = b"first"
+    ticket = live.ticket(user, filename="a.txt", size=10, content_type="text/plain")
+    put = live.bucket(user).put_object(
+        ticket["key"], data, headers={**ticket["headers"], "Content-Type": "text/plain"}
+    )
+    assert _answer(put)["ok"] is True
+    other = callback_body(ticket, etag="F" * 32, size=9, mime="text/plain")
+    response = live.post_callback(other)
+    assert response.status_code == 200
+    assert response.json()["error"]["code"] == "ticket_used"
+    assert response.json()["object_removed"] is False  # the key holds a recorded upload
+    upload = Upload.objects.get()
+    assert (upload.size, upload.status) == (len(data), Upload.Status.ACTIVE)
+    assert _exists(live, ticket["key"])
