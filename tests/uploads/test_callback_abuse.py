@@ -340,3 +340,17 @@ def test_second_callback_with_other_content_on_a_used_ticket(live, user):
     upload = Upload.objects.get()
     assert (upload.size, upload.status) == (len(data), Upload.Status.ACTIVE)
     assert _exists(live, ticket["key"])
+
+
+def test_the_same_callback_delivered_in_parallel_records_one_upload(live, stored):
+    from concurrent.futures import ThreadPoolExecutor
+
+    _ticket, body = stored
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        responses = list(pool.map(lambda _: live.post_callback(body), range(4)))
+    assert [r.status_code for r in responses] == [200] * 4
+    answers = [r.json() for r in responses]
+    assert all(a == answers[0] for a in answers)
+    assert answers[0]["ok"] is True
+    assert Upload.objects.count() == 1
+    assert CallbackRefusal.objects.count() == 0
