@@ -27,6 +27,7 @@ from urllib.parse import parse_qs
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
@@ -354,7 +355,7 @@ def _check(
     """Why a genuine ticket's callback must be refused, or None. Quota is checked later."""
     if ticket.status == UploadTicket.Status.EXPIRED or ticket.expires_at <= now:
         return _Verdict(Reason.TICKET_EXPIRED, "The upload ticket expired before the upload ended.")
-    if ticket.owner.is_suspended:
+    if ticket.owner_is_suspended:
         return _Verdict(Reason.OWNER_SUSPENDED, "The account is suspended.")
     size = real.size if real is not None else facts.size
     if size is None:
@@ -444,15 +445,19 @@ def callback_handle(
         # Lock order here: the ticket, then its owner's usage row. Everyone else locks usage
         # first but skips locked tickets (expiry), so the two orders cannot deadlock.
         ticket = (
+            # Only the two owner fields needed, not the whole user row (the hot path).
             UploadTicket.objects.select_for_update(of=("self",))
-            .select_related("owner")
+            .annotate(
+                owner_public_id=F("owner__public_id"),
+                owner_is_suspended=F("owner__is_suspended"),
+            )
             .filter(pk=ticket_id)
             .first()
             if ticket_id
             else None
         )
         genuine = ticket is not None and hmac.compare_digest(
-            ticket_token(ticket=ticket, owner_public_id=ticket.owner.public_id), facts.token
+            ticket_token(ticket=ticket, owner_public_id=ticket.owner_public_id), facts.token
         )
         if genuine and ticket.key == facts.key and ticket.bucket == bucket:
             answer, refusal = _decide_locked(
@@ -474,7 +479,9 @@ def callback_handle(
             if named or genuine
             else "No upload ticket names this object."
         ),
-        owner=ticket.owner if genuine and ticket else _owner_by_key(facts.key),
+        owner_id=ticket.owner_id
+        if genuine and ticket
+        else getattr(_owner_by_key(facts.key), "pk", None),
         ticket=ticket if genuine else None,
         bucket=bucket,
         key=facts.key,
