@@ -18,6 +18,7 @@ import argparse
 import http.server
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -46,6 +47,11 @@ CHUNK = 1 << 20
 class _PlainHandler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     directory: Path
+
+    def setup(self) -> None:
+        super().setup()
+        # Same socket option as the emulator, so neither side pays delayed-ACK stalls.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _path(self) -> Path:
         return self.directory / unquote(self.path.lstrip("/")).replace("/", "_")
