@@ -236,6 +236,7 @@ def bench_reconcile(objects: int) -> None:
     from emulator import Emulator, EmulatorConfig
     from emulator.oss.storage import ObjectRecord
     from reports.reconciliation import reconciliation_run
+    from uploads import oss
     from uploads.models import Upload
 
     drift = objects // 200  # 0.5% stray objects, 0.5% rows without an object
@@ -287,13 +288,25 @@ def bench_reconcile(objects: int) -> None:
         print(f"    {time.perf_counter() - t:.1f} s")
 
         print(f"[3] Reconciliation of {len(planted):,} objects ({drift} stray, {drift} missing)")
+        # The floor: listing the same keys with the same calls and nothing else.
+        t = time.perf_counter()
+        listed, marker = 0, ""
+        while True:
+            page = oss.oss_list_page(prefix="users/", marker=marker, max_keys=1000)
+            listed += len(page.objects)
+            if not page.truncated:
+                break
+            marker = page.next_marker
+        floor = listed / (time.perf_counter() - t)
+        print(f"    {'list only':<12} {time.perf_counter() - t:7.1f} s  {floor:8,.0f} objects/s")
         for label, apply in (("dry run", False), ("apply", True), ("apply again", True)):
             t = time.perf_counter()
             run = reconciliation_run(apply=apply)
             took = time.perf_counter() - t
+            rate = run.objects_listed / took
             print(
-                f"    {label:<12} {took:7.1f} s  {run.objects_listed / took:8,.0f} objects/s  "
-                f"listed {run.objects_listed:,}, rows {run.rows_checked:,}, stray "
+                f"    {label:<12} {took:7.1f} s  {rate:8,.0f} objects/s ({rate / floor:.2f}x "
+                f"list only)  listed {run.objects_listed:,}, rows {run.rows_checked:,}, stray "
                 f"{run.stray_objects}, missing {run.missing_objects}, repaired {run.repaired}, "
                 f"errors {run.errors}"
             )
