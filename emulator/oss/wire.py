@@ -8,8 +8,6 @@ a large object whole in memory.
 from __future__ import annotations
 
 import io
-import os
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 from urllib.parse import parse_qsl
@@ -165,13 +163,6 @@ class Request:
             self.query.setdefault(name, value)
 
 
-@dataclass(frozen=True)
-class FileSlice:
-    path: str
-    offset: int
-    length: int
-
-
 @dataclass
 class Response:
     status: int = 200
@@ -190,15 +181,3 @@ class Response:
     def close(self) -> None:
         for handle, _, _ in self.slices or []:
             handle.close()
-
-
-def iter_slices(slices: list[tuple[BinaryIO, int, int]], chunk: int = 1 << 20) -> Iterator[bytes]:
-    for handle, offset, length in slices:
-        handle.seek(offset, os.SEEK_SET)
-        left = length
-        while left:
-            data = handle.read(min(chunk, left))
-            if not data:
-                raise OSError("object data file is shorter than its recorded size")
-            left -= len(data)
-            yield data
