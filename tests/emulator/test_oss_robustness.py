@@ -242,3 +242,11 @@ def test_server_still_serves_after_all_that(emu, root_bucket):
     exchange(emu, b"\x00\x01\x02garbage\r\n\r\n")
     exchange(emu, b"GET /" + b"%" * 10 + b" HTTP/1.1\r\nHost: a\r\n\r\n")
     assert root_bucket.put_object("alive.txt", b"yes").status == 200
+
+
+def test_a_stalled_client_does_not_block_others(emu, root_bucket):
+    with socket.create_connection(("127.0.0.1", emu.port), timeout=10) as stalled:
+        stalled.sendall(b"PUT /app-uploads/slow HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n")
+        # Headers never finish and the body never comes; everyone else is still served.
+        assert root_bucket.put_object("fast.txt", b"fast").status == 200
+        assert root_bucket.get_object("fast.txt").read() == b"fast"
