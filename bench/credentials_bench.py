@@ -7,9 +7,9 @@ One run, on this machine, all on 127.0.0.1:
 
 1. a local STS + OSS emulator in a child process (it reports how many AssumeRole calls it got);
 2. the database is created if needed and migrated; N users and their JWT access tokens;
-3. gunicorn with the project's gunicorn.conf.py, 2 workers, settings ``bench.settings`` (the app
-   plus ``/bench/baseline/``: the same simplejwt authentication, answers a constant), PostgreSQL
-   and Redis from the environment; access logs off for both endpoints alike;
+3. gunicorn with the project's gunicorn.conf.py, 2 workers (sync unless --threads), settings
+   ``bench.settings`` (the app plus ``/bench/baseline/``: the same simplejwt authentication,
+   answers a constant), PostgreSQL and Redis from the environment, the same logging for both;
 4. one request per user warms the credentials cache; then the load generator (``wrk`` when
    installed, else a bounded loop of threads with ``requests`` sessions) runs baseline and
    credentials alternately (5 rounds of 6 s by default), with the same connections, rotating the
@@ -128,6 +128,29 @@ def make_users(count: int, prefix: str = "bench-user-") -> list[str]:
     return tokens
 
 
+# --- CPU accounting ----------------------------------------------------------------------------
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """user + system CPU time of the processes (Linux /proc), 0 for those gone."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def server_pids(gunicorn_pid: int) -> list[int]:
+    """The gunicorn workers and the Redis server: the CPU a request costs on this machine,
+    whatever else runs on it (PostgreSQL is left out: other databases share its processes)."""
+    children = Path(f"/proc/{gunicorn_pid}/task/{gunicorn_pid}/children").read_text().split()
+    redis_pids = subprocess.run(["pgrep", "redis-server"], capture_output=True, text=True).stdout
+    return [int(p) for p in children + redis_pids.split()]
+
+
 # --- load generators ---------------------------------------------------------------------------
 
 WRK_SCRIPT = """
@@ -226,6 +249,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="baseline/credentials pairs")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--scope", default="readwrite")
+    # 1 = sync workers, as `gunicorn appserver.wsgi -w 2`; gunicorn.conf.py's default is 4
+    # (gthread), which on 2 cores costs both endpoints GIL hand-offs.
+    parser.add_argument("--threads", type=int, default=1, help="per gunicorn worker")
     parser.add_argument("--threads-client", action="store_true", help="do not use wrk")
     args = parser.parse_args()
     if args.emulator_child is not None:
@@ -259,6 +285,7 @@ def main() -> None:
         "LOG_LEVEL": "WARNING",
         "GUNICORN_BIND": f"127.0.0.1:{port}",
         "GUNICORN_WORKERS": "2",
+        "GUNICORN_THREADS": str(args.threads),
         "GUNICORN_ACCESS_LOG": "",
     }
     os.environ.update(env)  # this process reads the same settings (users, tokens, ledger)
@@ -300,17 +327,24 @@ def main() -> None:
         load = run_wrk if use_wrk else run_threads
         generator = "wrk -t2" if use_wrk else f"{args.connections} threads with requests sessions"
         print(
-            f"gunicorn 2 workers (gunicorn.conf.py), PostgreSQL + Redis, {args.users} users, "
-            f"{args.connections} connections, {args.seconds} s per run, load: {generator}"
+            f"gunicorn 2 workers x {args.threads} threads (gunicorn.conf.py), PostgreSQL + Redis, "
+            f"{args.users} users, {args.connections} connections, {args.seconds} s per run, "
+            f"load: {generator}"
         )
         results: dict[str, list[dict]] = {"baseline": [], "credentials": []}
         for _ in range(args.rounds):
             for name, path in (("baseline", baseline_path), ("credentials", credentials_path)):
+                pids = server_pids(gunicorn.pid)
+                cpu_before = cpu_seconds(pids)
                 result = load(base, path, tokens, args.seconds, args.connections)
+                result["cpu_ms"] = (
+                    (cpu_seconds(pids) - cpu_before) * 1000 / max(result["requests"], 1)
+                )
                 results[name].append(result)
                 print(
                     f"  {name:<12} {result['rate']:9.1f} req/s  {result['requests']:7d} requests"
                     f"  non-2xx {result['non_2xx']}  avg latency {result['latency_avg']}"
+                    f"  CPU {result['cpu_ms']:.2f} ms/request"
                     + (
                         f"  socket errors {result['socket_errors']}"
                         if result["socket_errors"]
@@ -352,6 +386,12 @@ def main() -> None:
         for b, c in zip(results["baseline"], results["credentials"], strict=True)
     )
     print(f"median of per-round ratios:     {statistics.median(per_round):9.2f}")
+    cpu = {name: statistics.median(r["cpu_ms"] for r in rs) for name, rs in results.items()}
+    print(
+        f"server CPU per request (workers + redis-server, median): baseline "
+        f"{cpu['baseline']:.2f} ms, credentials {cpu['credentials']:.2f} ms -> CPU-bound ratio "
+        f"{cpu['baseline'] / cpu['credentials']:.2f} (what the ratio tends to on an idle machine)"
+    )
     print(
         f"AssumeRole calls: {calls_after_warmup} during warm-up for {args.users} (user, scope) "
         f"pairs, {calls_total - calls_after_warmup} during {served} loaded requests "
