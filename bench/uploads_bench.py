@@ -236,7 +236,9 @@ def main() -> None:
             gunicorn = start_gunicorn(app_port, env, head_check)
             children.append(gunicorn)
             try:
-                results[head_check] = bench_callbacks(args.callbacks, app_port, tmp, emulator_url)
+                results[head_check] = bench_callbacks(
+                    args.callbacks, app_port, tmp, emulator_url, gunicorn.pid
+                )
             finally:
                 stop(gunicorn)
                 children.remove(gunicorn)
@@ -256,12 +258,20 @@ def main() -> None:
         f"gunicorn: {WORKERS} workers x {THREADS} threads; "
         f"load loop: {CONCURRENCY} threads on 127.0.0.1, a new connection per request"
     )
-    for head_check, (bare, callbacks, one_bare, one_cb) in results.items():
+    for head_check, figures in results.items():
         label = "HeadObject check on " if head_check else "HeadObject check off"
+        bare, callbacks = figures["rate"]
+        one_bare, one_cb = figures["one"]
+        (app_bare, db_bare), (app_cb, db_cb) = figures["cpu"]
         print(
             f"callbacks ({label}): {callbacks:8.1f} accepted/s | bare view: {bare:8.1f} req/s"
             f" | ratio {callbacks / bare:.2f}x (target >= 0.5x)"
-            f" | one at a time: {one_cb * 1000:.1f} ms vs {one_bare * 1000:.1f} ms"
+        )
+        print(
+            f"    one at a time: {one_cb * 1000:.1f} ms vs {one_bare * 1000:.1f} ms"
+            f" | server CPU per request: callback {app_cb:.2f} ms app + {db_cb:.2f} ms PostgreSQL"
+            f", bare {app_bare:.2f} ms app + {db_bare:.2f} ms PostgreSQL"
+            f" | CPU ratio {(app_bare + db_bare) / (app_cb + db_cb):.2f}x"
         )
     print(
         f"GET /api/uploads/ first page, user with 1,000 uploads: median {small * 1000:.2f} ms "
@@ -308,23 +318,86 @@ def stop(process: subprocess.Popen) -> None:
             process.wait(timeout=5)
 
 
-def bench_callbacks(n: int, port: int, data_dir: Path, emulator_url: str) -> tuple:
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _cpu_seconds(pids: list[int]) -> dict[int, float]:
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        cpu[pid] = (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+    return cpu
+
+
+def _server_pids(gunicorn_pid: int) -> tuple[list[int], list[int]]:
+    """(gunicorn workers, PostgreSQL backends serving the bench database)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()"
+        )
+        backends = [row[0] for row in cursor.fetchall()]
+    return _children(gunicorn_pid), backends
+
+
+def _measure(port: int, requests_: list, gunicorn_pid: int) -> tuple[float, float, float]:
+    """(requests per second, app CPU ms per request, PostgreSQL CPU ms per request).
+
+    CPU time does not depend on what else runs on this shared machine; wall-clock rates do."""
+    workers, backends = _server_pids(gunicorn_pid)
+    before_app, before_db = _cpu_seconds(workers), _cpu_seconds(backends)
+    seconds, statuses, bodies = load(port, requests_)
+    assert set(statuses) == {200}, set(statuses)
+    workers, backends = _server_pids(gunicorn_pid)
+    after_app, after_db = _cpu_seconds(workers), _cpu_seconds(backends)
+    app = sum(v - before_app.get(pid, 0.0) for pid, v in after_app.items())
+    db = sum(v - before_db.get(pid, 0.0) for pid, v in after_db.items())
+    n = len(requests_)
+    measure_bodies.extend(bodies)
+    return n / seconds, app / n * 1000, db / n * 1000
+
+
+measure_bodies: list[bytes] = []
+
+
+def bench_callbacks(
+    n: int, port: int, data_dir: Path, emulator_url: str, gunicorn_pid: int
+) -> tuple:
     """Time the bare view and the callback endpoint under the same load loop; also the median
-    latency of one request at a time, to tell per-request cost from contention."""
+    latency of one request at a time, and the server CPU per request of each."""
     warm, single = 20, 50
     requests_ = build_callbacks(n + warm + single, data_dir, emulator_url)
     bare = [("GET", "/bench/bare/", {}, b"")] * n
     # Warm-up of both; the first callbacks also let each worker fetch and cache the public key.
     load(port, bare[:100] + requests_[:warm])
-    seconds_bare, statuses, _ = load(port, bare)
-    assert set(statuses) == {200}, set(statuses)
-    seconds_cb, statuses, bodies = load(port, requests_[warm : warm + n])
-    assert set(statuses) == {200}, set(statuses)
-    refused = [b for b in bodies if b'"ok":true' not in b.replace(b" ", b"")]
+    rate_bare, app_bare, db_bare = _measure(port, bare, gunicorn_pid)
+    measure_bodies.clear()
+    rate_cb, app_cb, db_cb = _measure(port, requests_[warm : warm + n], gunicorn_pid)
+    refused = [b for b in measure_bodies if b'"ok":true' not in b.replace(b" ", b"")]
     assert not refused, refused[:2]
     one_bare = one_at_a_time(port, bare[:single])
     one_cb = one_at_a_time(port, requests_[warm + n :])
-    return n / seconds_bare, n / seconds_cb, one_bare, one_cb
+    return {
+        "rate": (rate_bare, rate_cb),
+        "one": (one_bare, one_cb),
+        "cpu": ((app_bare, db_bare), (app_cb, db_cb)),
+    }
 
 
 def one_at_a_time(port: int, requests_: list) -> float:
