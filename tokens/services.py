@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import atexit
 import base64
+import ipaddress
 import json
 import logging
 import re
@@ -305,6 +306,15 @@ def _unavailable(kind: str) -> ServiceUnavailable:
     return ServiceUnavailable(message, code=code, retry_after=retry_after)
 
 
+def _valid_ip(text: str | None) -> str | None:
+    # Behind proxies the address comes from X-Forwarded-For: whatever a client put there must
+    # not break the ledger's inet column.
+    try:
+        return str(ipaddress.ip_address((text or "").strip()))
+    except ValueError:
+        return None
+
+
 def _call_sts(
     *,
     user: User,
@@ -329,7 +339,7 @@ def _call_sts(
         access_key_id=credentials.access_key_id,
         expiration=credentials.expiration,
         sts_request_id=credentials.request_id[:64],
-        client_ip=client_ip or None,
+        client_ip=_valid_ip(client_ip),
         user_agent=(user_agent or "")[:512],
         times_served=1,
         last_served_at=timezone.now(),

@@ -62,3 +62,12 @@ def test_repr_never_shows_the_secret(user, alibaba):
     assert issued.access_key_secret not in repr(issued)
     assert issued.security_token not in repr(issued)
     assert issued.access_key_id in repr(issued)
+
+
+def test_a_forged_client_address_does_not_break_the_ledger(user, alibaba):
+    from tokens.models import CredentialGrant
+
+    credentials_for_user(user=user, scope="read", client_ip="not-an-ip', --", user_agent="x" * 600)
+    grant = CredentialGrant.objects.get()
+    assert grant.client_ip is None
+    assert grant.user_agent == "x" * 512
