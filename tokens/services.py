@@ -50,6 +50,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Case, F, IntegerField, Value, When
 from django.utils import timezone
+from redis.exceptions import RedisError
 from rest_framework.settings import api_settings
 
 from accounts.models import User
@@ -502,18 +503,28 @@ def credentials_for_user(
             retry_after=60,
         ) from None
     key = _entry_key(user.pk, scope)
-    raw = _count_request_and_fetch(user_pk=user.pk, key=key)
-    entry = _fresh_from(raw, user_pk=user.pk, scope=scope, policy=policy)
-    if entry is not None:
-        return _serve_cached(entry, policy=policy, scope=scope)
-    return _issue_single_flight(
-        user=user,
-        scope=scope,
-        policy=policy,
-        key=key,
-        client_ip=client_ip,
-        user_agent=user_agent,
-    )
+    try:
+        raw = _count_request_and_fetch(user_pk=user.pk, key=key)
+        entry = _fresh_from(raw, user_pk=user.pk, scope=scope, policy=policy)
+        if entry is not None:
+            return _serve_cached(entry, policy=policy, scope=scope)
+        return _issue_single_flight(
+            user=user,
+            scope=scope,
+            policy=policy,
+            key=key,
+            client_ip=client_ip,
+            user_agent=user_agent,
+        )
+    except RedisError as exc:
+        # Without the shared cache there is no reuse and no single flight: calling STS per
+        # request would hit its account-wide rate limit, so refuse until Redis is back.
+        logger.error("The cache is unavailable for credentials: %s", type(exc).__name__)
+        raise ServiceUnavailable(
+            "Temporary credentials cannot be issued right now. Retry later.",
+            code="cache_unavailable",
+            retry_after=5,
+        ) from None
 
 
 def credentials_forget_user(*, user: User) -> None:

@@ -71,3 +71,26 @@ def test_a_forged_client_address_does_not_break_the_ledger(user, alibaba):
     grant = CredentialGrant.objects.get()
     assert grant.client_ip is None
     assert grant.user_agent == "x" * 512
+
+
+def test_redis_down_is_a_503_not_a_500(user, alibaba, settings):
+    import socket
+
+    from appserver.errors import ServiceUnavailable
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "appserver.cache.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{port}/0",
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        }
+    }
+    calls = alibaba.sts.assume_role_calls
+    with pytest.raises(ServiceUnavailable) as caught:
+        credentials_for_user(user=user, scope="read", client_ip=None, user_agent="")
+    assert caught.value.code == "cache_unavailable"
+    assert caught.value.retry_after == 5
+    assert alibaba.sts.assume_role_calls == calls
