@@ -24,7 +24,8 @@ _ERRORS = {
     503: OpenApiResponse(
         StsErrorSerializer,
         description=(
-            "sts_unavailable, sts_timeout, sts_throttled, sts_refused or policy_unavailable; "
+            "sts_unavailable, sts_timeout, sts_throttled, sts_refused, policy_unavailable or "
+            "cache_unavailable; "
             "with Retry-After."
         ),
     ),
