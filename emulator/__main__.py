@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import signal
 import sys
 from pathlib import Path
@@ -83,7 +84,12 @@ def build_config(argv: list[str] | None = None) -> EmulatorConfig:
         "--role-policy", type=Path, help="JSON policy file for the roles given with --role"
     )
     parser.add_argument("--callback-timeout", type=float)
+    parser.add_argument("--verbose", action="store_true", help="log every request line")
     args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
 
     file_values = load_config_file(args.config) if args.config else {}
 

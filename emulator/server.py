@@ -83,6 +83,12 @@ class _Handler(BaseHTTPRequestHandler):
     def version_string(self) -> str:
         return self.server_version
 
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        # The query is left out: presigned URLs carry signatures and security tokens there.
+        path = getattr(self, "path", "").split("?", 1)[0]
+        command = getattr(self, "command", None) or "-"
+        logger.debug("%s %s %s %s", self.address_string(), command, path, code)
+
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s %s", self.address_string(), format % args)
 
@@ -139,7 +145,9 @@ class _Handler(BaseHTTPRequestHandler):
         except OssError as error:
             response = self._error_response(error, request_id, head=head)
         except Exception:
-            logger.exception("internal error serving %s %s", self.command, self.path)
+            logger.exception(
+                "internal error serving %s %s", self.command, self.path.split("?", 1)[0]
+            )
             error = OssError(500, "InternalError", "We encountered an internal error.")
             response = self._error_response(error, request_id, head=head)
         if body is not None and not body.finished:
