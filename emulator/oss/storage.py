@@ -14,6 +14,7 @@ its parts' blobs without copying a byte. Readers open their blobs under the same
 overwrite that deletes old blobs cannot pull data from under a response being sent.
 
 Memory mode (no data dir) uses the same code on a temporary directory removed at stop.
+The index of buckets, keys and uploads lives in this process: one emulator per data dir.
 """
 
 from __future__ import annotations
