@@ -332,3 +332,14 @@ def test_admin_shows_the_last_run_and_its_findings(drift, oss_root, client, staf
         f"/admin/reports/reconciliationfinding/?run__id__exact={run.pk}&kind=missing_object"
     ).content.decode()
     assert drift.c + "only.jpg" in listing_page
+
+
+def test_keys_with_spaces_and_non_ascii_round_trip(oss_root):
+    erin = UserFactory(username="erin")
+    key = f"users/{erin.public_id}/été/photo 1+2%.jpg"
+    put(oss_root, key, 12)
+    run = reconciliation_run(apply=True)
+    assert findings(run) == [("stray_object", "adopted", key)]
+    upload = Upload.objects.get()
+    assert (upload.key, upload.filename, upload.size) == (key, "photo 1+2%.jpg", 12)
+    assert findings(reconciliation_run(apply=True)) == []
