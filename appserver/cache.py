@@ -79,8 +79,10 @@ class RedisCache(DjangoRedisCache):
         log (two round trips and a pickled list). One Lua script, so it is atomic (the window's
         key always gets its expiry) and costs Redis and the client one command.
         """
-        full_key = self.make_and_validate_key(key)
-        full_gets = [self.make_and_validate_key(k) for k in get_keys]
+        # make_key, not make_and_validate_key: the callers' keys are fixed formats, and the
+        # memcached-compatibility check walks every character in Python.
+        full_key = self.make_key(key)
+        full_gets = [self.make_key(k) for k in get_keys]
         client = self._cache.get_client(full_key, write=True)
         script = self._scripts.get(id(client))
         if script is None:

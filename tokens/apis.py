@@ -60,7 +60,8 @@ class CredentialsApi(APIView):
             user=request.user,
             scope=request.query_params.get("scope") or DEFAULT_SCOPE,
             client_ip=BaseThrottle().get_ident(request),
-            user_agent=request.headers.get("User-Agent", ""),
+            # META, not request.headers: that builds a dict of every header on each request.
+            user_agent=request.META.get("HTTP_USER_AGENT", ""),
         )
         return Response(CredentialsOutputSerializer.from_issued(issued))
 
