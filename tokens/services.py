@@ -25,6 +25,10 @@ The contract (issue 2):
   times_served + n`` per grant at most every ``CREDENTIALS_SERVED_FLUSH_SECONDS`` (and when the
   worker exits): the hot path does no database write, at the price of losing at most that many
   seconds of counts if a worker is killed. 0 writes every hand-out at once (one UPDATE each).
+- Hot path (warm cache): one Redis round trip that both counts the request against the user's
+  "credentials" rate and reads the entry (appserver.cache.RedisCache.incr_window), a memoised
+  decryption, no database write. Redis unreachable -> 503 ``cache_unavailable``: without the
+  shared cache there is neither reuse nor single flight.
 """
 
 from __future__ import annotations
