@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 
 import pytest
 from django.core.cache import cache
@@ -59,6 +60,9 @@ def test_sts_too_slow(credentials, user, alibaba, settings, logs):
         response = credentials.get(user)
     finally:
         alibaba.sts.delay_seconds = 0.0
+        # The emulator still answers the abandoned call after its delay; let it finish here so
+        # it cannot consume another test's hook (throttle_next) on the shared emulator.
+        time.sleep(1.0)
     assert_unavailable(response, "sts_timeout", "5", "STS did not answer in time. Retry later.")
     assert "AssumeRole failed: timeout" in logs.text
 
