@@ -320,9 +320,10 @@ DOWNLOAD_URL_TTL_SECONDS = env.int("DOWNLOAD_URL_TTL_SECONDS", default=300)
 # Signs the x:ticket callback variable; empty derives a key from SECRET_KEY (salted HMAC).
 UPLOAD_CALLBACK_HMAC_KEY = env.str("UPLOAD_CALLBACK_HMAC_KEY", default="")
 # Callback public keys that are never fetched: URL prefix -> PEM file shipped with the project.
+_ALIBABA_CALLBACK_KEY = str(BASE_DIR / "uploads/keys/alibaba_callback_pub_key_v1.pem")
 OSS_CALLBACK_PINNED_KEYS = {
-    "https://gosspublic.alicdn.com/": str(BASE_DIR / "uploads/keys/alibaba_callback_pub_key_v1.pem"),
-    "http://gosspublic.alicdn.com/": str(BASE_DIR / "uploads/keys/alibaba_callback_pub_key_v1.pem"),
+    "https://gosspublic.alicdn.com/": _ALIBABA_CALLBACK_KEY,
+    "http://gosspublic.alicdn.com/": _ALIBABA_CALLBACK_KEY,
 }
 # Other allowed key URLs (the emulator's) are fetched once, within this bound, then cached.
 OSS_CALLBACK_KEY_FETCH_TIMEOUT_SECONDS = env.float(

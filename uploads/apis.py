@@ -97,16 +97,19 @@ class UploadDetailApi(APIView):
 class UsageApi(APIView):
     permission_classes = [IsActiveAccount]
 
+    @extend_schema(responses=s.UsageOutputSerializer)
     def get(self, request: Request) -> Response:
         usage = selectors.usage_get(user=request.user)
         max_bytes, max_objects = selectors.usage_limits(usage=usage)
-        return Response(
-            {
-                **s.UsageOutputSerializer(usage).data,
-                "max_bytes": max_bytes,
-                "max_objects": max_objects,
-            }
-        )
+        body = {
+            "bytes_used": usage.bytes_used,
+            "objects_used": usage.objects_used,
+            "bytes_reserved": usage.bytes_reserved,
+            "objects_reserved": usage.objects_reserved,
+            "max_bytes": max_bytes,
+            "max_objects": max_objects,
+        }
+        return Response(s.UsageOutputSerializer(body).data)
 
 
 class OssCallbackApi(APIView):

@@ -4,7 +4,7 @@ import re
 
 from rest_framework import serializers
 
-from uploads.models import StorageUsage, Upload
+from uploads.models import Upload
 
 _CONTENT_TYPE = re.compile(
     r"^[a-zA-Z0-9][a-zA-Z0-9!#$&^_.+-]{0,126}/[a-zA-Z0-9][a-zA-Z0-9!#$&^_.+-]{0,126}$"
@@ -96,7 +96,10 @@ class TicketOutputSerializer(serializers.Serializer):
     callback = serializers.DictField()
 
 
-class UsageOutputSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = StorageUsage
-        fields = ["bytes_used", "objects_used", "bytes_reserved", "objects_reserved"]
+class UsageOutputSerializer(serializers.Serializer):
+    bytes_used = serializers.IntegerField()
+    objects_used = serializers.IntegerField()
+    bytes_reserved = serializers.IntegerField()
+    objects_reserved = serializers.IntegerField()
+    max_bytes = serializers.IntegerField()
+    max_objects = serializers.IntegerField()
