@@ -27,7 +27,8 @@ from urllib.parse import parse_qs
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
@@ -493,6 +494,30 @@ def callback_handle(
     return CallbackAnswer(False, _refusal_answer(refusal))
 
 
+def _usage_commit(*, user_id: int, reserved_bytes: int, size: int) -> bool:
+    """Release an issued ticket's reservation and count the object, if the quota allows it.
+
+    One conditional UPDATE that both checks and writes, under the row lock it takes (the same
+    arithmetic as `_release` and `usage_limits`, done by the database): False when the object
+    does not fit, or the usage row does not exist yet, and then nothing changed."""
+    bytes_reserved = Greatest(F("bytes_reserved") - reserved_bytes, 0)
+    objects_reserved = Greatest(F("objects_reserved") - 1, 0)
+    fits = Q(
+        bytes_used__lte=Coalesce("max_bytes", settings.UPLOAD_QUOTA_BYTES) - bytes_reserved - size,
+        objects_used__lte=Coalesce("max_objects", settings.UPLOAD_QUOTA_OBJECTS)
+        - objects_reserved
+        - 1,
+    )
+    updated = StorageUsage.objects.filter(fits, user_id=user_id).update(
+        bytes_used=F("bytes_used") + size,
+        objects_used=F("objects_used") + 1,
+        bytes_reserved=bytes_reserved,
+        objects_reserved=objects_reserved,
+        updated_at=timezone.now(),
+    )
+    return updated == 1
+
+
 def _decide_locked(
     *,
     ticket: UploadTicket,
@@ -503,12 +528,7 @@ def _decide_locked(
 ) -> tuple[CallbackAnswer, CallbackRefusal | None]:
     """Inside the transaction, the ticket locked: accept, replay, or refuse (row written; the
     caller removes the object after commit)."""
-    if settings.UPLOAD_CALLBACK_HEAD_CHECK and real is None:
-        verdict_missing = _Verdict(Reason.OBJECT_MISSING, "OSS has no object under this key.")
-    else:
-        verdict_missing = None
     size = real.size if real is not None else (facts.size or 0)
-    usage = _usage_locked(user_id=ticket.owner_id)
     if ticket.status == UploadTicket.Status.USED:
         existing = Upload.objects.filter(ticket=ticket).first()
         if existing is not None and (not facts.etag or existing.etag == facts.etag):
@@ -519,50 +539,30 @@ def _decide_locked(
         if previous is not None:
             return CallbackAnswer(False, _refusal_answer(previous)), None
         verdict = _Verdict(Reason.TICKET_USED, "This upload ticket was already refused.")
+    elif settings.UPLOAD_CALLBACK_HEAD_CHECK and real is None:
+        verdict = _Verdict(Reason.OBJECT_MISSING, "OSS has no object under this key.")
     else:
-        verdict = verdict_missing or _check(ticket=ticket, facts=facts, real=real, now=now)
-    was_issued = ticket.status == UploadTicket.Status.ISSUED
-    _release(usage, ticket)
+        verdict = _check(ticket=ticket, facts=facts, real=real, now=now)
     if verdict is None:
-        max_bytes, max_objects = usage_limits(usage=usage)
-        if (
-            usage.bytes_used + usage.bytes_reserved + size > max_bytes
-            or usage.objects_used + usage.objects_reserved + 1 > max_objects
-        ):
-            verdict = _Verdict(Reason.QUOTA_EXCEEDED, "The upload exceeds the storage quota.")
-    if verdict is None:
-        usage.bytes_used += size
-        usage.objects_used += 1
-        usage.save(
-            update_fields=[
-                "bytes_used",
-                "objects_used",
-                "bytes_reserved",
-                "objects_reserved",
-                "updated_at",
-            ]
+        # The common case, in as few statements as possible: the usage row is locked (second,
+        # after the ticket) by the UPDATE that checks the quota and commits the bytes.
+        accepted = _usage_commit(
+            user_id=ticket.owner_id, reserved_bytes=ticket.reserved_bytes, size=size
         )
-        ticket.status = UploadTicket.Status.USED
-        ticket.used_at = now
-        ticket.save(update_fields=["status", "used_at", "reserved_bytes"])
-        upload = Upload.objects.create(
-            owner_id=ticket.owner_id,
-            ticket=ticket,
-            bucket=bucket,
-            key=ticket.key,
-            filename=ticket.filename,
-            size=size,
-            etag=(real.etag if real else facts.etag)[:64],
-            crc64=(real.crc64 if real and real.crc64 else facts.crc64)[:20],
-            content_type=_base_type(real.content_type if real else facts.mime_type)[:255],
-            image_width=facts.width,
-            image_height=facts.height,
-            image_format=facts.image_format,
-            metadata=ticket.metadata,
-            oss_request_id=facts.request_id,
-        )
-        return CallbackAnswer(True, upload_answer(upload)), None
-    if was_issued:
+        if not accepted:
+            # Over quota, or no usage row yet: create it if missing (locked), then check again.
+            _usage_locked(user_id=ticket.owner_id)
+            accepted = _usage_commit(
+                user_id=ticket.owner_id, reserved_bytes=ticket.reserved_bytes, size=size
+            )
+        if accepted:
+            return CallbackAnswer(
+                True, upload_answer(_upload_record(ticket, facts, real, now))
+            ), None
+        verdict = _Verdict(Reason.QUOTA_EXCEEDED, "The upload exceeds the storage quota.")
+    usage = _usage_locked(user_id=ticket.owner_id)
+    if ticket.status == UploadTicket.Status.ISSUED:
+        _release(usage, ticket)
         usage.save(update_fields=["bytes_reserved", "objects_reserved", "updated_at"])
         ticket.status = UploadTicket.Status.REFUSED
         ticket.save(update_fields=["status", "reserved_bytes"])
@@ -578,6 +578,31 @@ def _decide_locked(
         oss_request_id=facts.request_id,
     )
     return CallbackAnswer(False, _refusal_answer(refusal)), refusal
+
+
+def _upload_record(
+    ticket: UploadTicket, facts: CallbackFacts, real: oss.ObjectInfo | None, now: datetime
+) -> Upload:
+    """Mark the ticket used and record its upload (the quota is already committed)."""
+    UploadTicket.objects.filter(pk=ticket.pk).update(
+        status=UploadTicket.Status.USED, used_at=now, reserved_bytes=0
+    )
+    return Upload.objects.create(
+        owner_id=ticket.owner_id,
+        ticket_id=ticket.pk,
+        bucket=ticket.bucket,
+        key=ticket.key,
+        filename=ticket.filename,
+        size=real.size if real is not None else (facts.size or 0),
+        etag=(real.etag if real else facts.etag)[:64],
+        crc64=(real.crc64 if real and real.crc64 else facts.crc64)[:20],
+        content_type=_base_type(real.content_type if real else facts.mime_type)[:255],
+        image_width=facts.width,
+        image_height=facts.height,
+        image_format=facts.image_format,
+        metadata=ticket.metadata,
+        oss_request_id=facts.request_id,
+    )
 
 
 # --- the user's uploads ------------------------------------------------------------------------
