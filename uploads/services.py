@@ -625,10 +625,10 @@ def _accept(*, ticket: UploadTicket, upload: Upload, now: datetime) -> bool:
 
 
 # The accept path of `_accept` as one statement (one round trip instead of three, and no ORM
-# compilation: together most of a callback's cost). Data-modifying CTEs run in order of their
-# references: `usage` checks the quota and commits the bytes (the same arithmetic as
-# `_usage_commit`); `ticket` runs only if `usage` updated a row; the INSERT only if `ticket`
-# did, so a quota refusal writes nothing. Column lists match uploads/models.py.
+# compilation: together most of a callback's cost). `usage` checks the quota and commits the
+# bytes (the same arithmetic as `_usage_commit`); `ticket` updates only if `usage` returned its
+# row, and the INSERT inserts only the row `ticket` returned, so when the quota refuses nothing
+# is written. Column lists match uploads/models.py.
 _ACCEPT_SQL = """
 WITH usage AS (
     UPDATE uploads_storageusage
@@ -654,7 +654,7 @@ INSERT INTO uploads_upload (
     image_height, image_format, metadata, oss_request_id, status, created_at, updated_at
 )
 SELECT %(owner_id)s, id, %(bucket)s, %(key)s, %(filename)s, %(size)s, %(etag)s, %(crc64)s,
-    %(content_type)s, %(image_width)s, %(image_height)s, %(image_format)s, %(metadata)s,
+    %(content_type)s, %(image_width)s, %(image_height)s, %(image_format)s, %(metadata)s::jsonb,
     %(oss_request_id)s, %(status)s, %(created_at)s, %(updated_at)s
 FROM ticket
 RETURNING id

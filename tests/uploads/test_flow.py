@@ -77,6 +77,21 @@ def test_png_gets_image_fields(live, user):
     assert (upload.image_width, upload.image_height, upload.image_format) == (7, 5, "png")
 
 
+def test_callback_recreates_a_usage_row_deleted_meanwhile(live, user):
+    # The accept path's conditional UPDATE finds no row: the row is created, then counted.
+    data = b"abc"
+    ticket = live.ticket(user, filename="a.txt", size=len(data), content_type="text/plain")
+    StorageUsage.objects.filter(user=user).delete()  # e.g. by staff in the admin
+    result = live.bucket(user).put_object(
+        ticket["key"], data, headers={**ticket["headers"], "Content-Type": "text/plain"}
+    )
+    assert json.loads(result.resp.read())["ok"] is True
+    usage = StorageUsage.objects.get(user=user)
+    assert (usage.bytes_used, usage.objects_used) == (len(data), 1)
+    assert (usage.bytes_reserved, usage.objects_reserved) == (0, 0)
+    assert Upload.objects.get().size == len(data)
+
+
 def test_multipart_upload_completed_with_the_ticket_headers(live, user):
     part1, part2 = b"a" * (100 * 1024), b"b" * 1000
     size = len(part1) + len(part2)
