@@ -10,6 +10,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from tests.helpers import CREDENTIALS_FIELDS
 from tokens.models import CredentialGrant
 
 pytestmark = pytest.mark.django_db
@@ -121,20 +122,7 @@ def test_schema_documents_the_credentials_endpoint(client):
             "write",
         ]
     output = schema["components"]["schemas"]["CredentialsOutput"]
-    assert set(output["required"]) == {
-        "StatusCode",
-        "AccessKeyId",
-        "AccessKeySecret",
-        "SecurityToken",
-        "Expiration",
-        "Bucket",
-        "Region",
-        "Endpoint",
-        "Prefix",
-        "Scope",
-        "RefreshAfter",
-        "ServerTime",
-    }
+    assert set(output["required"]) == CREDENTIALS_FIELDS
     assert set(schema["components"]["schemas"]["StsError"]["properties"]) == {
         "StatusCode",
         "ErrorCode",

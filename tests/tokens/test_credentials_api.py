@@ -13,25 +13,11 @@ from django.core.cache import cache
 
 from accounts.services import user_suspend, user_unsuspend
 from tests.factories import UserFactory
+from tests.helpers import CREDENTIALS_FIELDS
 from tokens.models import CredentialGrant
 from tokens.services import credentials_cache_key, credentials_flush_served_counts
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-FIELDS = {
-    "StatusCode",
-    "AccessKeyId",
-    "AccessKeySecret",
-    "SecurityToken",
-    "Expiration",
-    "Bucket",
-    "Region",
-    "Endpoint",
-    "Prefix",
-    "Scope",
-    "RefreshAfter",
-    "ServerTime",
-}
 
 
 def _time(text: str) -> datetime:
@@ -43,7 +29,7 @@ def test_response_is_what_the_mobile_sdks_parse(credentials, user, alibaba, sett
     assert response.status_code == 200
     assert response.headers["Cache-Control"] == "no-store"
     body = response.json()
-    assert set(body) == FIELDS
+    assert set(body) == CREDENTIALS_FIELDS
     assert body["StatusCode"] == 200
     assert body["AccessKeyId"].startswith("STS.")
     assert body["AccessKeySecret"]
