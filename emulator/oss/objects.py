@@ -265,40 +265,34 @@ def _slice(handles: list, start: int, length: int) -> list:
     return result
 
 
+def _precondition_failed() -> OssError:
+    return OssError(
+        412, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold."
+    )
+
+
+def _unchanged(prefix: str) -> OssError:
+    # A GET's If-None-Match / If-Modified-Since answer 304; CopyObject's x-oss-copy-source-*
+    # forms of the same conditions answer 412.
+    if prefix:
+        return _precondition_failed()
+    return OssError(304, "NotModified", "The object was not modified.")
+
+
 def _check_preconditions(request: Request, record: ObjectRecord, *, prefix: str) -> None:
     headers = request.headers
     etag = f'"{record.etag}"'
     if_match = headers.get(f"{prefix}if-match")
     if if_match and if_match.strip() not in (etag, record.etag, "*"):
-        raise OssError(
-            412,
-            "PreconditionFailed",
-            "At least one of the pre-conditions you specified did not hold.",
-        )
+        raise _precondition_failed()
     if_none_match = headers.get(f"{prefix}if-none-match")
     if if_none_match and if_none_match.strip() in (etag, record.etag, "*"):
-        if prefix:
-            raise OssError(
-                412,
-                "PreconditionFailed",
-                "At least one of the pre-conditions you specified did not hold.",
-            )
-        raise OssError(304, "NotModified", "The object was not modified.")
+        raise _unchanged(prefix)
     modified_since = headers.get(f"{prefix}if-modified-since")
     since = parse_http_date(modified_since) if modified_since else None
     if since is not None and int(record.last_modified) <= since:
-        if prefix:
-            raise OssError(
-                412,
-                "PreconditionFailed",
-                "At least one of the pre-conditions you specified did not hold.",
-            )
-        raise OssError(304, "NotModified", "The object was not modified.")
+        raise _unchanged(prefix)
     unmodified_since = headers.get(f"{prefix}if-unmodified-since")
     until = parse_http_date(unmodified_since) if unmodified_since else None
     if until is not None and int(record.last_modified) > until:
-        raise OssError(
-            412,
-            "PreconditionFailed",
-            "At least one of the pre-conditions you specified did not hold.",
-        )
+        raise _precondition_failed()
