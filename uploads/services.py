@@ -18,6 +18,7 @@ import json
 import logging
 import mimetypes
 import os
+import posixpath
 import re
 import uuid
 from dataclasses import dataclass
@@ -729,3 +730,80 @@ def uploads_delete_by_admin(*, upload_ids: list[int]) -> tuple[int, int]:
         except AppError:
             failed += 1
     return deleted, failed
+
+
+# --- repairs found by reconciliation (reports.reconciliation) ------------------------------
+# Each is its own transaction and re-checks the state the caller saw; same lock order as above.
+
+
+def upload_adopt(*, owner: User, key: str, info: oss.ObjectInfo, stored_at: datetime) -> Upload:
+    """Record an object that is in the owner's prefix but has no row (its callback never came)."""
+    with transaction.atomic():
+        usage = _usage_locked(user_id=owner.pk)
+        upload = Upload.objects.create(
+            owner=owner,
+            bucket=settings.OSS_BUCKET,
+            key=key,
+            filename=posixpath.basename(key)[:255],
+            size=info.size,
+            etag=info.etag,
+            crc64=info.crc64,
+            content_type=info.content_type or "application/octet-stream",
+            metadata={"adopted_by": "reconciliation"},
+            oss_request_id=info.request_id[:64],
+        )
+        # The upload happened when OSS stored it, not when we noticed it.
+        Upload.objects.filter(pk=upload.pk).update(created_at=stored_at)
+        usage.bytes_used += info.size
+        usage.objects_used += 1
+        usage.save(update_fields=["bytes_used", "objects_used", "updated_at"])
+    return upload
+
+
+def upload_set_missing(*, upload_id: int, missing: bool) -> bool:
+    """Mark an active upload missing (usage released) or a missing one active again (counted).
+
+    Returns False when the row is no longer in the state the caller saw (someone else acted)."""
+    owner_id = Upload.objects.filter(pk=upload_id).values_list("owner_id", flat=True).first()
+    if owner_id is None:
+        return False
+    before, after = (
+        (Upload.Status.ACTIVE, Upload.Status.MISSING)
+        if missing
+        else (Upload.Status.MISSING, Upload.Status.ACTIVE)
+    )
+    with transaction.atomic():
+        usage = _usage_locked(user_id=owner_id)
+        upload = Upload.objects.select_for_update().filter(pk=upload_id, status=before).first()
+        if upload is None:
+            return False
+        sign = -1 if missing else 1
+        usage.bytes_used = max(0, usage.bytes_used + sign * upload.size)
+        usage.objects_used = max(0, usage.objects_used + sign)
+        usage.save(update_fields=["bytes_used", "objects_used", "updated_at"])
+        Upload.objects.filter(pk=upload.pk).update(status=after, updated_at=timezone.now())
+    return True
+
+
+def ticket_expire(*, ticket_id, cutoff: datetime) -> bool:
+    """Expire one overdue ticket and release its reservation (False if it changed meanwhile)."""
+    owner_id = UploadTicket.objects.filter(pk=ticket_id).values_list("owner_id", flat=True).first()
+    if owner_id is None:
+        return False
+    with transaction.atomic():
+        usage = _usage_locked(user_id=owner_id)
+        ticket = (
+            # SKIP LOCKED as in _expire_locked: a callback in flight holds the ticket and then
+            # waits for the usage row this transaction holds; waiting here would deadlock.
+            UploadTicket.objects.select_for_update(skip_locked=True)
+            .filter(pk=ticket_id, status=UploadTicket.Status.ISSUED, expires_at__lte=cutoff)
+            .first()
+        )
+        if ticket is None:
+            return False
+        _release(usage, ticket)
+        usage.save(update_fields=["bytes_reserved", "objects_reserved", "updated_at"])
+        UploadTicket.objects.filter(pk=ticket.pk).update(
+            status=UploadTicket.Status.EXPIRED, reserved_bytes=0
+        )
+    return True
