@@ -301,6 +301,7 @@ def main() -> None:
 
     tokens = make_users(args.users)
 
+    (BASE_DIR / "var").mkdir(exist_ok=True)  # absent on a fresh clone until `make run`
     log = open(BASE_DIR / "var" / "credentials_bench_gunicorn.log", "w")  # noqa: SIM115
     gunicorn = subprocess.Popen(
         [str(Path(PYTHON).parent / "gunicorn"), "appserver.wsgi", "-c", "gunicorn.conf.py"],
