@@ -28,6 +28,12 @@ class User(AbstractUser):
     )
     suspended_at = models.DateTimeField(null=True, blank=True)
     suspension_reason = models.CharField(max_length=255, blank=True)
+    credentials_epoch = models.PositiveIntegerField(
+        default=0,
+        editable=False,
+        help_text="Incremented when the user's cached credentials are dropped (suspension): "
+        "every worker's local copy of older ones becomes unusable.",
+    )
 
     class Meta:
         db_table = "accounts_user"

@@ -26,12 +26,17 @@ class _ReusingRedisCacheClient(RedisCacheClient):
         return client
 
 
-# KEYS[1]: the window's counter, KEYS[2..]: keys to read. ARGV[1]: window length in seconds.
-# Returns {hits, seconds left, value of KEYS[2], ...} (a missing key reads as false -> None).
+# KEYS[1]: the window's counter, KEYS[2..]: keys to read. ARGV[1]: window length in ms,
+# ARGV[2]: hits to add. Returns {hits, ms left in the window, value of KEYS[2], ...} (a missing
+# key reads as false -> None).
 _INCR_WINDOW = """
-local hits = redis.call('INCR', KEYS[1])
-if hits == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
-local result = {hits, redis.call('TTL', KEYS[1])}
+local hits = redis.call('INCRBY', KEYS[1], ARGV[2])
+local left = redis.call('PTTL', KEYS[1])
+if left < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  left = tonumber(ARGV[1])
+end
+local result = {hits, left}
 for i = 2, #KEYS do result[i + 1] = redis.call('GET', KEYS[i]) end
 return result
 """
@@ -69,10 +74,15 @@ class RedisCache(DjangoRedisCache):
         self._scripts: dict[int, object] = {}
 
     def incr_window(
-        self, key: str, window_seconds: int, *, get_keys: list[str] | tuple[str, ...] = ()
-    ) -> tuple[int, int, dict]:
-        """Count one hit in a fixed window that starts at the first hit, and read `get_keys`,
-        in one round trip.
+        self,
+        key: str,
+        window_seconds: int,
+        *,
+        amount: int = 1,
+        get_keys: list[str] | tuple[str, ...] = (),
+    ) -> tuple[int, float, dict]:
+        """Count `amount` hits in a fixed window that starts at the first hit, and read
+        `get_keys`, in one round trip.
 
         Returns (hits so far in the window, seconds until it ends, {key: value} of the keys read
         that exist). Rate limiters on hot paths use this instead of a get-then-set of a request
@@ -87,8 +97,8 @@ class RedisCache(DjangoRedisCache):
         script = self._scripts.get(id(client))
         if script is None:
             script = self._scripts.setdefault(id(client), client.register_script(_INCR_WINDOW))
-        hits, ttl, *raw_values = _run_script(
-            client, script, [full_key, *full_gets], [window_seconds]
+        hits, ms_left, *raw_values = _run_script(
+            client, script, [full_key, *full_gets], [window_seconds * 1000, amount]
         )
         serializer = self._cache._serializer
         values = {
@@ -96,4 +106,4 @@ class RedisCache(DjangoRedisCache):
             for key, raw in zip(get_keys, raw_values, strict=True)
             if raw is not None
         }
-        return int(hits), max(int(ttl), 1), values
+        return int(hits), int(ms_left) / 1000, values

@@ -248,6 +248,10 @@ CREDENTIALS_ENCRYPTION_KEY = env.str("CREDENTIALS_ENCRYPTION_KEY", default="")
 # Cached credentials are handed out only while they have more than the SDKs' 300 s refresh margin
 # plus this window left; after that the next request gets fresh ones.
 CREDENTIALS_SAFETY_WINDOW_SECONDS = env.int("CREDENTIALS_SAFETY_WINDOW_SECONDS", default=300)
+# Each worker reuses what it read of a user's cached credentials from Redis for this many
+# seconds, counting requests against the user's rate in leases (tokens/worker_copies.py);
+# 0: one Redis round trip per request.
+CREDENTIALS_LOCAL_SECONDS = env.float("CREDENTIALS_LOCAL_SECONDS", default=5.0)
 # Ledger hand-out counts are batched in each worker and written at most this often (0: at once).
 CREDENTIALS_SERVED_FLUSH_SECONDS = env.float("CREDENTIALS_SERVED_FLUSH_SECONDS", default=10.0)
 # Session policy templates (policies/templates by default), see policies/services.py.

@@ -13,14 +13,18 @@ from rest_framework.test import APIClient
 
 from tests.factories import PASSWORD, UserFactory
 from tests.helpers import bearer
+from tokens.services import credentials_forget_local_copies
 
 
 @pytest.fixture(autouse=True)
 def _fresh_cache():
-    # Throttle counters and cached credentials must not leak from one test into the next.
+    # Throttle counters and cached credentials (and the worker's copies of them, which live in
+    # this process with the live server) must not leak from one test into the next.
     cache.clear()
+    credentials_forget_local_copies()
     yield
     cache.clear()
+    credentials_forget_local_copies()
 
 
 @pytest.fixture

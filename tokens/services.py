@@ -25,10 +25,12 @@ The contract (issue 2):
   times_served + n`` per grant at most every ``CREDENTIALS_SERVED_FLUSH_SECONDS`` (and when the
   worker exits): the hot path does no database write, at the price of losing at most that many
   seconds of counts if a worker is killed. 0 writes every hand-out at once (one UPDATE each).
-- Hot path (warm cache): one Redis round trip that both counts the request against the user's
-  "credentials" rate and reads the entry (appserver.cache.RedisCache.incr_window), a memoised
-  decryption, no database write. Redis unreachable -> 503 ``cache_unavailable``: without the
-  shared cache there is neither reuse nor single flight.
+- Hot path (warm cache): no Redis round trip while this worker's copy of the entry is younger
+  than ``CREDENTIALS_LOCAL_SECONDS`` and it holds leased permits of the user's "credentials"
+  rate (tokens.worker_copies); otherwise one round trip that both counts the request(s)
+  against that rate and reads the entry (appserver.cache.RedisCache.incr_window), with a
+  memoised decryption. No database write. Redis unreachable -> 503 ``cache_unavailable``:
+  without the shared cache there is neither reuse nor single flight.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import base64
 import ipaddress
 import json
 import logging
+import math
 import re
 import secrets
 import threading
@@ -74,6 +77,7 @@ from policies.services import (
 )
 from tokens.models import CredentialGrant
 from tokens.sts import StsError, sts_assume_role
+from tokens.worker_copies import WorkerCopies
 
 logger = logging.getLogger(__name__)
 
@@ -228,11 +232,12 @@ def _fresh(key: str, *, user_pk: int, scope: str, policy: RenderedPolicy) -> _En
 
 def _fresh_from(raw: object, *, user_pk: int, scope: str, policy: RenderedPolicy) -> _Entry | None:
     entry = _open(raw, user_pk=user_pk, scope=scope)
-    if entry is None or entry.policy_sha256 != policy.sha256:
-        return None
-    if time.time() >= entry.refresh_at():
-        return None
-    return entry
+    return entry if entry is not None and _usable(entry, policy=policy) else None
+
+
+def _usable(entry: _Entry, *, policy: RenderedPolicy) -> bool:
+    """Issued for this very policy, and not yet due for refresh."""
+    return entry.policy_sha256 == policy.sha256 and time.time() < entry.refresh_at()
 
 
 def _issued(
@@ -292,6 +297,18 @@ class _ServedCounter:
 
 
 _served = _ServedCounter()
+_copies = WorkerCopies()
+
+
+def _copies_on() -> bool:
+    # Only in front of Redis: the local-memory cache is this process's memory already.
+    return settings.CREDENTIALS_LOCAL_SECONDS > 0 and hasattr(cache, "incr_window")
+
+
+def credentials_forget_local_copies() -> None:
+    """Drop this worker's copies and permits (tests and operators' shells; the copies of a
+    suspended user are dropped everywhere by the epoch, see credentials_forget_user)."""
+    _copies.clear()
 
 
 def credentials_flush_served_counts() -> None:
@@ -391,7 +408,8 @@ def _issue_single_flight(
     key: str,
     client_ip: str | None,
     user_agent: str,
-) -> IssuedCredentials:
+) -> tuple[_Entry, bool]:
+    """The entry to hand out and whether it was reused (False: this request called STS)."""
     lock_key, failure_key = f"{key}:lock", f"{key}:failed"
     sts_timeout = float(settings.STS_TIMEOUT_SECONDS)
     # The holder's STS call is bounded by the connect + read timeouts; the lock outlives it a
@@ -405,7 +423,7 @@ def _issue_single_flight(
         while True:
             entry = _fresh(key, user_pk=user.pk, scope=scope, policy=policy)
             if entry is not None:
-                return _serve_cached(entry, policy=policy, scope=scope)
+                return entry, True
             failed = cache.get(failure_key)
             if isinstance(failed, str):
                 raise _unavailable(failed)
@@ -414,7 +432,7 @@ def _issue_single_flight(
                 try:
                     entry = _fresh(key, user_pk=user.pk, scope=scope, policy=policy)
                     if entry is not None:
-                        return _serve_cached(entry, policy=policy, scope=scope)
+                        return entry, True
                     try:
                         entry = _call_sts(
                             user=user,
@@ -427,7 +445,7 @@ def _issue_single_flight(
                     except StsError as exc:
                         cache.set(failure_key, exc.kind, timeout=FAILURE_MEMORY_SECONDS)
                         raise _unavailable(exc.kind) from None
-                    return _issued(entry, policy=policy, scope=scope, reused=False)
+                    return entry, False
                 finally:
                     if cache.get(lock_key) == token:
                         cache.delete(lock_key)
@@ -456,7 +474,8 @@ def _count_request_and_fetch(*, user_pk: int, key: str) -> object:
     The endpoint's per-user throttle lives here rather than in a DRF throttle class so that the
     hottest path of the server costs one round trip, not three (a DRF throttle reads and
     writes its request log, then the entry is read). It is a fixed window that starts with the
-    user's first request; over the rate -> 429 with the seconds left in the window.
+    user's first request; over the rate -> 429 with the seconds left in the window. With Redis
+    and worker copies on, requests are counted in leases (tokens.worker_copies).
     """
     rate = _rate()
     if rate is None:
@@ -465,7 +484,21 @@ def _count_request_and_fetch(*, user_pk: int, key: str) -> object:
     counter_key = f"throttle_{THROTTLE_SCOPE}_{user_pk}"
     incr_window = getattr(cache, "incr_window", None)
     if incr_window is not None:  # appserver.cache.RedisCache
-        hits, seconds_left, values = incr_window(counter_key, window, get_keys=[key])
+        now = time.monotonic()
+        leased = _copies.claim(user_pk=user_pk, limit=limit, now=now) if _copies_on() else 1
+        hits, seconds_left, values = incr_window(counter_key, window, amount=leased, get_keys=[key])
+        allowed = (
+            _copies.settle(
+                user_pk=user_pk,
+                leased=leased,
+                hits=hits,
+                seconds_left=seconds_left,
+                limit=limit,
+                now=now,
+            )
+            if _copies_on()
+            else hits <= limit
+        )
         raw = values.get(key)
     else:  # the embedded default's local-memory cache: same rule, several operations
         cache.add(counter_key, 0, timeout=window)
@@ -474,11 +507,12 @@ def _count_request_and_fetch(*, user_pk: int, key: str) -> object:
         except ValueError:  # the window ended between add and incr
             cache.set(counter_key, 1, timeout=window)
             hits = 1
-        seconds_left, raw = window, cache.get(key)
-    if hits > limit:
+        allowed, seconds_left, raw = hits <= limit, window, cache.get(key)
+    if not allowed:
+        retry_after = max(1, math.ceil(seconds_left))
         raise Throttled(
-            f"Too many credential requests. Retry in {seconds_left} seconds.",
-            retry_after=seconds_left,
+            f"Too many credential requests. Retry in {retry_after} seconds.",
+            retry_after=retry_after,
         )
     return raw
 
@@ -515,19 +549,39 @@ def credentials_for_user(
             retry_after=60,
         ) from None
     key = _entry_key(user.pk, scope)
+    epoch = user.credentials_epoch
     try:
+        if _copies_on():
+            entry = _copies.serve(
+                user_pk=user.pk,
+                epoch=epoch,
+                scope=scope,
+                now=time.monotonic(),
+                max_age=settings.CREDENTIALS_LOCAL_SECONDS,
+                metered=_rate() is not None,
+                usable=lambda candidate: _usable(candidate, policy=policy),
+            )
+            if entry is not None:
+                return _serve_cached(entry, policy=policy, scope=scope)
         raw = _count_request_and_fetch(user_pk=user.pk, key=key)
         entry = _fresh_from(raw, user_pk=user.pk, scope=scope, policy=policy)
-        if entry is not None:
+        reused = True
+        if entry is None:
+            entry, reused = _issue_single_flight(
+                user=user,
+                scope=scope,
+                policy=policy,
+                key=key,
+                client_ip=client_ip,
+                user_agent=user_agent,
+            )
+        if _copies_on():
+            _copies.remember(
+                user_pk=user.pk, epoch=epoch, scope=scope, entry=entry, now=time.monotonic()
+            )
+        if reused:
             return _serve_cached(entry, policy=policy, scope=scope)
-        return _issue_single_flight(
-            user=user,
-            scope=scope,
-            policy=policy,
-            key=key,
-            client_ip=client_ip,
-            user_agent=user_agent,
-        )
+        return _issued(entry, policy=policy, scope=scope, reused=False)
     except RedisError as exc:
         # Without the shared cache there is no reuse and no single flight: calling STS per
         # request would hit its account-wide rate limit, so refuse until Redis is back.
@@ -545,6 +599,9 @@ def credentials_forget_user(*, user: User) -> None:
     Credentials already handed out stay valid at Alibaba until they expire (STS cannot revoke a
     single session); what stops is the server handing them out again.
     """
+    # The new epoch voids every worker's copies: each request re-reads the user row.
+    User.objects.filter(pk=user.pk).update(credentials_epoch=F("credentials_epoch") + 1)
+    user.refresh_from_db(fields=["credentials_epoch"])
     keys = [_entry_key(user.pk, scope) for scope in ALL_SCOPES]
     cache.delete_many(keys + [f"{key}:failed" for key in keys])
 

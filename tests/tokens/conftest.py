@@ -19,9 +19,13 @@ class CredentialsClient:
         )
 
 
+@pytest.fixture(autouse=True)
+def _served_counts_written_at_once(settings):
+    # Hand-out counts left in memory would be flushed at interpreter exit, after the test
+    # database is gone. test_ledger_counts_are_batched covers the batched default.
+    settings.CREDENTIALS_SERVED_FLUSH_SECONDS = 0
+
+
 @pytest.fixture
 def credentials(live_server, alibaba, settings) -> CredentialsClient:
-    # Ledger counts written at every hand-out, so tests read exact numbers at once
-    # (test_ledger_counts_are_batched covers the batched default).
-    settings.CREDENTIALS_SERVED_FLUSH_SECONDS = 0
     return CredentialsClient(live_server.url)
