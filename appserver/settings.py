@@ -109,6 +109,18 @@ DATABASE_URL = _required(
 DATABASES = {"default": env.db_url_config(DATABASE_URL)}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # The same backend, with a health check that polls the socket instead of a round trip,
+    # and server-side binding for the hot statements that ask for it (appserver/db/base.py).
+    DATABASES["default"]["ENGINE"] = "appserver.db"
+    _prepare_threshold = env.str("DB_PREPARE_THRESHOLD", default="5").strip()
+    if _prepare_threshold and not _prepare_threshold.isdigit():
+        raise ImproperlyConfigured(
+            "DB_PREPARE_THRESHOLD must be a whole number, or empty to never prepare statements."
+        )
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = (
+        int(_prepare_threshold) if _prepare_threshold else None
+    )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     (BASE_DIR / "var").mkdir(exist_ok=True)
 
