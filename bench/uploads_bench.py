@@ -516,9 +516,9 @@ def bench_list(port: int, big_rows: int) -> tuple[float, float]:
             """
             INSERT INTO accounts_user (password, is_superuser, username, first_name, last_name,
                 email, is_staff, is_active, date_joined, public_id, is_suspended,
-                suspension_reason)
+                suspension_reason, credentials_epoch)
             SELECT '!', false, 'other' || g, '', '', '', false, true, now(),
-                md5('bench' || g), false, ''
+                md5('bench' || g), false, '', 0
             FROM generate_series(1, 999) AS g
             """
         )

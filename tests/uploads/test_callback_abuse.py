@@ -15,12 +15,15 @@ from datetime import timedelta
 
 import oss2
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts.services import user_suspend
 from emulator.callbacks import CallbackSigner
 from tests.uploads.conftest import callback_body, png_bytes
 from uploads.models import CallbackRefusal, StorageUsage, Upload, UploadTicket
+from uploads.services import callback_handle, upload_answer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -66,6 +69,33 @@ def test_hand_made_genuine_callback_is_accepted(live, stored):
     assert response.status_code == 200
     assert response.json()["ok"] is True
     assert Upload.objects.get().key == ticket["key"]
+
+
+def test_an_accepted_callback_is_one_database_statement(live, stored, user):
+    """The common case: lock, quota, ticket and row in one autocommit statement (no health
+    check, BEGIN or COMMIT round trips); the ticket-locked path only decides the rest."""
+    ticket, body = stored
+    with CaptureQueriesContext(connection) as queries:
+        answer = callback_handle(
+            body=body,
+            content_type="application/x-www-form-urlencoded",
+            bucket_header=live.settings.OSS_BUCKET,
+        )
+    assert answer.accepted
+    assert len(queries) == 1, [q["sql"][:60] for q in queries]
+    upload = Upload.objects.get()
+    assert answer.body == upload_answer(upload)
+    assert (upload.owner_id, upload.key, upload.size, upload.content_type, upload.filename) == (
+        user.pk,
+        ticket["key"],
+        12,
+        "text/plain",
+        "a.txt",
+    )
+    assert UploadTicket.objects.get(pk=ticket["id"]).status == UploadTicket.Status.USED
+    usage = StorageUsage.objects.get(user=user)
+    assert (usage.bytes_used, usage.objects_used, usage.bytes_reserved) == (12, 1, 0)
+    assert usage.objects_reserved == 0
 
 
 def test_signed_query_string_is_part_of_the_signature(live, stored):
