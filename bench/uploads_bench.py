@@ -7,6 +7,7 @@ Prints, in one run:
    Django view served by the same gunicorn (same workers, same middleware), both driven by the
    same bounded load loop on 127.0.0.1. Measured with the HeadObject check on (one round trip to
    the emulator per callback) and off (the endpoint's own cost). Target: >= 0.5x the bare view.
+   Each mode runs --rounds bare/callback pairs alternately; the rates are means over them.
 2. The median latency of the first page of GET /api/uploads/ for a user with 1,000 uploads when
    the table holds 10,000 rows and then 1,000,000 rows (bulk-inserted with generate_series).
    Target: <= 1.3x.
@@ -183,12 +184,13 @@ def latency_median(port: int, path: str, headers: dict, n: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--callbacks", type=int, default=2000, help="callbacks per measurement")
+    parser.add_argument("--callbacks", type=int, default=1500, help="callbacks per measurement")
+    parser.add_argument("--rounds", type=int, default=3, help="bare/callback pairs per mode")
     parser.add_argument("--big-rows", type=int, default=1_000_000)
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     args = parser.parse_args()
     if args.quick:
-        args.callbacks, args.big_rows = 200, 50_000
+        args.callbacks, args.rounds, args.big_rows = 200, 1, 50_000
 
     db_name = urlsplit(BENCH_DB).path.lstrip("/")
     psql(f'DROP DATABASE IF EXISTS "{db_name}"')
@@ -236,8 +238,9 @@ def main() -> None:
             gunicorn = start_gunicorn(app_port, env, head_check)
             children.append(gunicorn)
             try:
+                print(f"HeadObject check {'on' if head_check else 'off'}:", flush=True)
                 results[head_check] = bench_callbacks(
-                    args.callbacks, app_port, tmp, emulator_url, gunicorn.pid
+                    args.callbacks, args.rounds, app_port, tmp, emulator_url, gunicorn.pid
                 )
             finally:
                 stop(gunicorn)
@@ -266,10 +269,12 @@ def main() -> None:
         print(
             f"callbacks ({label}): {callbacks:8.1f} accepted/s | bare view: {bare:8.1f} req/s"
             f" | ratio {callbacks / bare:.2f}x (target >= 0.5x)"
+            f" | median of per-round ratios {figures['ratio_median']:.2f}x"
         )
         print(
             f"    one at a time: {one_cb * 1000:.1f} ms vs {one_bare * 1000:.1f} ms"
-            f" | server CPU per request: callback {app_cb:.2f} ms app + {db_cb:.2f} ms PostgreSQL"
+            f" | server CPU per request (median): callback {app_cb:.2f} ms app"
+            f" + {db_cb:.2f} ms PostgreSQL"
             f", bare {app_bare:.2f} ms app + {db_bare:.2f} ms PostgreSQL"
             f" | CPU ratio {(app_bare + db_bare) / (app_cb + db_cb):.2f}x"
         )
@@ -377,26 +382,44 @@ measure_bodies: list[bytes] = []
 
 
 def bench_callbacks(
-    n: int, port: int, data_dir: Path, emulator_url: str, gunicorn_pid: int
-) -> tuple:
-    """Time the bare view and the callback endpoint under the same load loop; also the median
-    latency of one request at a time, and the server CPU per request of each."""
+    n: int, rounds: int, port: int, data_dir: Path, emulator_url: str, gunicorn_pid: int
+) -> dict:
+    """Time the bare view and the callback endpoint under the same load loop, alternately for
+    `rounds` rounds (this machine's speed drifts; each round's pair shares its conditions);
+    also the median latency of one request at a time, and the server CPU per request."""
     warm, single = 20, 50
-    requests_ = build_callbacks(n + warm + single, data_dir, emulator_url)
+    requests_ = build_callbacks(rounds * n + warm + single, data_dir, emulator_url)
     bare = [("GET", "/bench/bare/", {}, b"")] * n
     # Warm-up of both; the first callbacks also let each worker fetch and cache the public key.
     load(port, bare[:100] + requests_[:warm])
-    rate_bare, app_bare, db_bare = _measure(port, bare, gunicorn_pid)
-    measure_bodies.clear()
-    rate_cb, app_cb, db_cb = _measure(port, requests_[warm : warm + n], gunicorn_pid)
-    refused = [b for b in measure_bodies if b'"ok":true' not in b.replace(b" ", b"")]
-    assert not refused, refused[:2]
+    pairs = []
+    for r in range(rounds):
+        rate_bare, app_bare, db_bare = _measure(port, bare, gunicorn_pid)
+        measure_bodies.clear()
+        batch = requests_[warm + r * n : warm + (r + 1) * n]
+        rate_cb, app_cb, db_cb = _measure(port, batch, gunicorn_pid)
+        refused = [b for b in measure_bodies if b'"ok":true' not in b.replace(b" ", b"")]
+        assert not refused, refused[:2]
+        print(
+            f"  round {r + 1}: bare {rate_bare:7.1f} req/s, callbacks {rate_cb:7.1f}/s"
+            f" -> {rate_cb / rate_bare:.2f}x",
+            flush=True,
+        )
+        pairs.append(((rate_bare, app_bare, db_bare), (rate_cb, app_cb, db_cb)))
     one_bare = one_at_a_time(port, bare[:single])
-    one_cb = one_at_a_time(port, requests_[warm + n :])
+    one_cb = one_at_a_time(port, requests_[warm + rounds * n :])
+
+    def mean(side: int, i: int) -> float:
+        return statistics.fmean(pair[side][i] for pair in pairs)
+
+    def median(side: int, i: int) -> float:
+        return statistics.median(pair[side][i] for pair in pairs)
+
     return {
-        "rate": (rate_bare, rate_cb),
+        "rate": (mean(0, 0), mean(1, 0)),
+        "ratio_median": statistics.median(cb[0] / b[0] for b, cb in pairs),
         "one": (one_bare, one_cb),
-        "cpu": ((app_bare, db_bare), (app_cb, db_cb)),
+        "cpu": ((median(0, 1), median(0, 2)), (median(1, 1), median(1, 2))),
     }
 
 

@@ -23,8 +23,13 @@ class UploadTicket(models.Model):
         REFUSED = "refused", "Refused at callback"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # No index of its own: uploadticket_owner_status_idx starts with owner, and each extra
+    # index is one more write per ticket issued and per callback.
     owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="upload_tickets"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="upload_tickets",
+        db_index=False,
     )
     bucket = models.CharField(max_length=63)
     key = models.CharField(max_length=1023)
@@ -65,8 +70,10 @@ class Upload(models.Model):
         MISSING = "missing", "Missing from the bucket"
         DELETED = "deleted", "Deleted"
 
+    # No index of its own: upload_owner_created_idx starts with owner, and each extra index is
+    # one more write per accepted callback.
     owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="uploads"
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="uploads", db_index=False
     )
     ticket = models.OneToOneField(
         UploadTicket, null=True, blank=True, on_delete=models.SET_NULL, related_name="upload"
