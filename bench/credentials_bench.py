@@ -17,7 +17,9 @@ One run, on this machine, all on 127.0.0.1:
 
 Prints both request rates, the ratio (target >= 0.8) and the AssumeRole calls (target: one per
 (user, scope) per window, whatever the number of requests). The credentials endpoint keeps its
-per-user throttle in the path, with a rate no benchmark reaches.
+per-user throttle in the path, with a rate no benchmark reaches, and each worker's copy of the
+cached entry (CREDENTIALS_LOCAL_SECONDS, default 5; set it to 0 in the environment to measure
+one Redis round trip per request).
 """
 
 from __future__ import annotations
@@ -297,6 +299,8 @@ def main() -> None:
     import django
 
     django.setup()
+    from django.conf import settings
+
     from tokens.models import CredentialGrant
 
     tokens = make_users(args.users)
@@ -330,7 +334,7 @@ def main() -> None:
         print(
             f"gunicorn 2 workers x {args.threads} threads (gunicorn.conf.py), PostgreSQL + Redis, "
             f"{args.users} users, {args.connections} connections, {args.seconds} s per run, "
-            f"load: {generator}"
+            f"load: {generator}, CREDENTIALS_LOCAL_SECONDS={settings.CREDENTIALS_LOCAL_SECONDS:g}"
         )
         results: dict[str, list[dict]] = {"baseline": [], "credentials": []}
         for _ in range(args.rounds):
