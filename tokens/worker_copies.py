@@ -98,7 +98,7 @@ class WorkerCopies:
             return max(1, (limit - state.seen_hits) // _LEASE_SHARE)
 
     def settle(
-        self, *, user_pk: int, leased: int, hits: int, seconds_left: int, limit: int, now: float
+        self, *, user_pk: int, leased: int, hits: int, seconds_left: float, limit: int, now: float
     ) -> bool:
         """Record Redis's answer (the counter is now `hits`, the window ends in `seconds_left`)
         to a lease of `leased` requests (0: a permit was claimed); False: this one is refused."""

@@ -610,18 +610,26 @@ def _upload_new(
         bucket=ticket.bucket,
         key=ticket.key,
         filename=ticket.filename,
-        size=real.size if real is not None else (facts.size or 0),
-        etag=(real.etag if real else facts.etag)[:64],
-        crc64=(real.crc64 if real and real.crc64 else facts.crc64)[:20],
-        content_type=_base_type(real.content_type if real else facts.mime_type)[:255],
-        image_width=facts.width,
-        image_height=facts.height,
-        image_format=facts.image_format,
         metadata=ticket.metadata,
-        oss_request_id=facts.request_id,
         created_at=now,
         updated_at=now,
+        **_object_fields(facts=facts, real=real),
     )
+
+
+def _object_fields(*, facts: CallbackFacts, real: oss.ObjectInfo | None) -> dict[str, Any]:
+    """What an upload row records of the object: OSS's own HeadObject answer where there is
+    one, else what the callback says."""
+    return {
+        "size": real.size if real is not None else (facts.size or 0),
+        "etag": (real.etag if real else facts.etag)[:64],
+        "crc64": (real.crc64 if real and real.crc64 else facts.crc64)[:20],
+        "content_type": _base_type(real.content_type if real else facts.mime_type)[:255],
+        "image_width": facts.width,
+        "image_height": facts.height,
+        "image_format": facts.image_format,
+        "oss_request_id": facts.request_id,
+    }
 
 
 def _accept(*, ticket: UploadTicket, upload: Upload, now: datetime) -> bool:
@@ -714,29 +722,15 @@ def _accept_at_once(
     expected = _token(ticket_id=ticket_id, owner_public_id=public_id, bucket=bucket, key=facts.key)
     if not public_id or not hmac.compare_digest(expected, facts.token):
         return None
+    fields = _object_fields(facts=facts, real=real)
     upload = Upload(
+        ticket_id=ticket_id, bucket=bucket, key=facts.key, created_at=now, updated_at=now, **fields
+    )
+    params = dict(
+        fields,
         ticket_id=ticket_id,
         bucket=bucket,
         key=facts.key,
-        size=size,
-        etag=(real.etag if real else facts.etag)[:64],
-        crc64=(real.crc64 if real and real.crc64 else facts.crc64)[:20],
-        content_type=content_type[:255],
-        image_width=facts.width,
-        image_height=facts.height,
-        image_format=facts.image_format,
-        oss_request_id=facts.request_id,
-        created_at=now,
-        updated_at=now,
-    )
-    params = {
-        field: getattr(upload, field)
-        for field in (
-            "ticket_id", "bucket", "key", "size", "etag", "crc64", "content_type",
-            "image_width", "image_height", "image_format", "oss_request_id",
-        )
-    }  # fmt: skip
-    params.update(
         public_id=public_id,
         now=now,
         issued=UploadTicket.Status.ISSUED.value,
