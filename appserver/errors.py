@@ -66,6 +66,10 @@ class NotFound(AppError):
     status, code, message = 404, "not_found", "Not found."
 
 
+class MethodNotAllowed(AppError):
+    status, code, message = 405, "method_not_allowed", "This method is not allowed here."
+
+
 class Conflict(AppError):
     status, code, message = 409, "conflict", "The request conflicts with the current state."
 
@@ -119,12 +123,30 @@ def _from_drf(exc: drf.APIException) -> AppError:
 
 
 def render_error(error: AppError, view: Any = None) -> Response:
-    response = Response(
-        _body(
-            view, status=error.status, code=error.code, message=error.message, fields=error.fields
+    return _with_retry_after(
+        Response(
+            _body(
+                view,
+                status=error.status,
+                code=error.code,
+                message=error.message,
+                fields=error.fields,
+            ),
+            status=error.status,
         ),
-        status=error.status,
+        error,
     )
+
+
+def error_response(error: AppError) -> JsonResponse:
+    """The one error shape from a plain Django view (the few hot endpoints that skip DRF)."""
+    body = _body(
+        None, status=error.status, code=error.code, message=error.message, fields=error.fields
+    )
+    return _with_retry_after(JsonResponse(body, status=error.status), error)
+
+
+def _with_retry_after(response, error: AppError):
     if error.retry_after is not None:
         response["Retry-After"] = str(error.retry_after)
     return response

@@ -3,7 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from appserver.health import healthz
-from uploads.apis import OssCallbackApi
+from uploads.apis import oss_callback
 
 handler400 = "appserver.errors.handler400"
 handler403 = "appserver.errors.handler403"
@@ -15,7 +15,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/auth/", include("accounts.urls")),
     path("api/uploads/", include("uploads.urls")),
-    path("api/oss/callback/", OssCallbackApi.as_view(), name="oss-callback"),
+    path("api/oss/callback/", oss_callback, name="oss-callback"),
     path("api/sts/", include("tokens.urls")),
     path("api/reports/", include("reports.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

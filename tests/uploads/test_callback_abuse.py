@@ -143,6 +143,19 @@ def test_missing_headers_are_a_400(live, stored):
     _nothing_changed(live, ticket)
 
 
+def test_only_post_is_allowed(live, stored):
+    import requests
+
+    ticket, _body = stored
+    response = requests.get(live.callback_url(), timeout=10)
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "POST"
+    assert response.json() == {
+        "error": {"code": "method_not_allowed", "message": 'Method "GET" not allowed.'}
+    }
+    _nothing_changed(live, ticket)
+
+
 class _KeyServer:
     """A local HTTP server serving a PEM and counting requests."""
 
@@ -351,6 +364,7 @@ def test_storage_down_before_deciding_changes_nothing(live, stored, settings):
     response = live.post_callback(body)
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "storage_unavailable"
+    assert int(response.headers["Retry-After"]) > 0  # OSS retries a failed callback
     settings.OSS_ENDPOINT = live.emulator.endpoint
     _nothing_changed(live, ticket)
 
