@@ -13,9 +13,10 @@ from tests.helpers import bearer
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def _terminate(pids: list[int]) -> None:
-    """Kill these backends and wait until PostgreSQL has closed them."""
-    with connection.cursor() as cursor:
+def _terminate(pids: list[int], using=connection) -> None:
+    """Kill these backends (from the connection `using`) and wait until PostgreSQL has closed
+    them."""
+    with using.cursor() as cursor:
         cursor.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", [pids])
         for _ in range(200):
             cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", [pids])
@@ -50,13 +51,7 @@ def test_a_request_survives_the_database_closing_its_connection(client, user, se
     killed = connection.connection.info.backend_pid
     killer = connections.create_connection("default")
     try:
-        with killer.cursor() as cursor:
-            cursor.execute("SELECT pg_terminate_backend(%s)", [killed])
-            for _ in range(200):
-                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [killed])
-                if cursor.fetchone()[0] == 0:
-                    break
-                time.sleep(0.05)
+        _terminate([killed], using=killer)  # not from this connection: it is the one killed
     finally:
         killer.close()
     # What the WSGI handler does when a request starts (the test client skips it so that tests
