@@ -48,6 +48,13 @@ def staff_user(db):
 
 
 @pytest.fixture
+def admin_client(client, staff_user):
+    """Django's test client logged in as staff (the admin pages' tests)."""
+    client.force_login(staff_user)
+    return client
+
+
+@pytest.fixture
 def api_client() -> APIClient:
     return APIClient()
 

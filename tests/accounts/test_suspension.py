@@ -13,13 +13,6 @@ from tokens.services import credentials_cache_key, credentials_for_user
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def admin_client(staff_user) -> Client:
-    client = Client()
-    client.force_login(staff_user)
-    return client
-
-
 def _changelist_action(client: Client, action: str, *users) -> None:
     response = client.post(
         reverse("admin:accounts_user_changelist"),

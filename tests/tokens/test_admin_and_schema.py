@@ -6,7 +6,6 @@ import re
 from datetime import timedelta
 
 import pytest
-from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
@@ -14,13 +13,6 @@ from tests.helpers import CREDENTIALS_FIELDS
 from tokens.models import CredentialGrant
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def admin_client(staff_user) -> Client:
-    client = Client()
-    client.force_login(staff_user)
-    return client
 
 
 @pytest.fixture

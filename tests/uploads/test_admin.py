@@ -8,12 +8,6 @@ from uploads.models import CallbackRefusal, StorageUsage, Upload, UploadTicket
 
 
 @pytest.fixture
-def admin_client(client, staff_user):
-    client.force_login(staff_user)
-    return client
-
-
-@pytest.fixture
 def rows(user):
     upload = Upload.objects.create(
         owner=user,
