@@ -165,18 +165,7 @@ def load(
 
 
 def latency_median(port: int, path: str, headers: dict, n: int) -> float:
-    times = []
-    conn = None
-    for _ in range(n):
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        started = time.perf_counter()
-        conn.request("GET", path, headers=headers)
-        response = conn.getresponse()
-        response.read()
-        times.append(time.perf_counter() - started)
-        conn.close()
-        assert response.status == 200, response.status
-    return statistics.median(times)
+    return one_at_a_time(port, [("GET", path, headers, b"")] * n)
 
 
 # --- the run -----------------------------------------------------------------------------------
