@@ -468,16 +468,17 @@ def _rate() -> tuple[int, int] | None:
     return int(count), _PERIODS[period[0]]
 
 
-def _count_request_and_fetch(*, user_pk: int, key: str) -> object:
+def _count_request_and_fetch(
+    *, user_pk: int, key: str, rate: tuple[int, int] | None, copies: bool
+) -> object:
     """Count the request against the user's rate and read the cached entry: one Redis round trip.
 
     The endpoint's per-user throttle lives here rather than in a DRF throttle class so that the
     hottest path of the server costs one round trip, not three (a DRF throttle reads and
     writes its request log, then the entry is read). It is a fixed window that starts with the
     user's first request; over the rate -> 429 with the seconds left in the window. With Redis
-    and worker copies on, requests are counted in leases (tokens.worker_copies).
+    and worker copies on (`copies`), requests are counted in leases (tokens.worker_copies).
     """
-    rate = _rate()
     if rate is None:
         return cache.get(key)
     limit, window = rate
@@ -485,7 +486,7 @@ def _count_request_and_fetch(*, user_pk: int, key: str) -> object:
     incr_window = getattr(cache, "incr_window", None)
     if incr_window is not None:  # appserver.cache.RedisCache
         now = time.monotonic()
-        leased = _copies.claim(user_pk=user_pk, limit=limit, now=now) if _copies_on() else 1
+        leased = _copies.claim(user_pk=user_pk, limit=limit, now=now) if copies else 1
         hits, seconds_left, values = incr_window(counter_key, window, amount=leased, get_keys=[key])
         allowed = (
             _copies.settle(
@@ -496,7 +497,7 @@ def _count_request_and_fetch(*, user_pk: int, key: str) -> object:
                 limit=limit,
                 now=now,
             )
-            if _copies_on()
+            if copies
             else hits <= limit
         )
         raw = values.get(key)
@@ -550,20 +551,21 @@ def credentials_for_user(
         ) from None
     key = _entry_key(user.pk, scope)
     epoch = user.credentials_epoch
+    rate, copies = _rate(), _copies_on()
     try:
-        if _copies_on():
+        if copies:
             entry = _copies.serve(
                 user_pk=user.pk,
                 epoch=epoch,
                 scope=scope,
                 now=time.monotonic(),
                 max_age=settings.CREDENTIALS_LOCAL_SECONDS,
-                metered=_rate() is not None,
+                metered=rate is not None,
                 usable=lambda candidate: _usable(candidate, policy=policy),
             )
             if entry is not None:
                 return _serve_cached(entry, policy=policy, scope=scope)
-        raw = _count_request_and_fetch(user_pk=user.pk, key=key)
+        raw = _count_request_and_fetch(user_pk=user.pk, key=key, rate=rate, copies=copies)
         entry = _fresh_from(raw, user_pk=user.pk, scope=scope, policy=policy)
         reused = True
         if entry is None:
@@ -575,7 +577,7 @@ def credentials_for_user(
                 client_ip=client_ip,
                 user_agent=user_agent,
             )
-        if _copies_on():
+        if copies:
             _copies.remember(
                 user_pk=user.pk, epoch=epoch, scope=scope, entry=entry, now=time.monotonic()
             )
