@@ -7,7 +7,10 @@ Prints, in one run:
    Django view served by the same gunicorn (same workers, same middleware), both driven by the
    same bounded load loop on 127.0.0.1. Measured with the HeadObject check on (one round trip to
    the emulator per callback) and off (the endpoint's own cost). Target: >= 0.5x the bare view.
-   Each mode runs --rounds bare/callback pairs alternately; the rates are means over them.
+   Each mode runs --rounds bare/floor/callback triples alternately; the rates are means over
+   them. The floor is a bare view that also makes the round trips no callback can avoid: one
+   SELECT 1 and, in the mode with the check, one HeadObject through the server's own OSS client.
+   It bounds what any implementation of the endpoint could reach on this machine.
 2. The median latency of the first page of GET /api/uploads/ for a user with 1,000 uploads when
    the table holds 10,000 rows and then 1,000,000 rows (bulk-inserted with generate_series).
    Target: <= 1.3x.
@@ -30,7 +33,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -54,6 +57,22 @@ def bare_view(request):
     return JsonResponse({"ok": True})
 
 
+def floor_view(request):
+    """The bare view plus the round trips every accepted callback makes: a HeadObject of the
+    object named by ?key= (the check on) and one database round trip (the check off too)."""
+    from django.db import connection
+    from django.http import JsonResponse
+
+    from uploads import oss
+
+    key = request.GET.get("key")
+    info = oss.oss_head_object(key=key) if key else None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+    return JsonResponse({"ok": True, "size": info.size if info else None})
+
+
 def __getattr__(name: str):
     # Django reads `urlpatterns` (and optional handlers) from the URLconf module; built lazily so
     # that running this file as a script does not need Django configured at import.
@@ -62,7 +81,11 @@ def __getattr__(name: str):
 
         from appserver import urls
 
-        return [path("bench/bare/", bare_view), *urls.urlpatterns]
+        return [
+            path("bench/bare/", bare_view),
+            path("bench/floor/", floor_view),
+            *urls.urlpatterns,
+        ]
     if name.startswith("handler"):
         from appserver import urls
 
@@ -229,7 +252,13 @@ def main() -> None:
             try:
                 print(f"HeadObject check {'on' if head_check else 'off'}:", flush=True)
                 results[head_check] = bench_callbacks(
-                    args.callbacks, args.rounds, app_port, tmp, emulator_url, gunicorn.pid
+                    args.callbacks,
+                    args.rounds,
+                    app_port,
+                    tmp,
+                    emulator_url,
+                    gunicorn.pid,
+                    head_check,
                 )
             finally:
                 stop(gunicorn)
@@ -259,6 +288,12 @@ def main() -> None:
             f"callbacks ({label}): {callbacks:8.1f} accepted/s | bare view: {bare:8.1f} req/s"
             f" | ratio {callbacks / bare:.2f}x (target >= 0.5x)"
             f" | median of per-round ratios {figures['ratio_median']:.2f}x"
+        )
+        trips = "one HeadObject + one SELECT 1" if head_check else "one SELECT 1"
+        print(
+            f"    floor (bare view + {trips}): {figures['floor']:8.1f} req/s"
+            f" | ratio {figures['floor'] / bare:.2f}x: the round trips alone,"
+            " before any of the endpoint's own work"
         )
         print(
             f"    one at a time: {one_cb * 1000:.1f} ms vs {one_bare * 1000:.1f} ms"
@@ -371,42 +406,55 @@ measure_bodies: list[bytes] = []
 
 
 def bench_callbacks(
-    n: int, rounds: int, port: int, data_dir: Path, emulator_url: str, gunicorn_pid: int
+    n: int,
+    rounds: int,
+    port: int,
+    data_dir: Path,
+    emulator_url: str,
+    gunicorn_pid: int,
+    head_check: bool,
 ) -> dict:
-    """Time the bare view and the callback endpoint under the same load loop, alternately for
-    `rounds` rounds (this machine's speed drifts; each round's pair shares its conditions);
-    also the median latency of one request at a time, and the server CPU per request."""
+    """Time the bare view, the floor view and the callback endpoint under the same load loop,
+    alternately for `rounds` rounds (this machine's speed drifts; each round's three share
+    its conditions); also the median latency of one request at a time, and the server CPU per
+    request."""
     warm, single = 20, 50
-    requests_ = build_callbacks(rounds * n + warm + single, data_dir, emulator_url)
+    requests_, stored_key = build_callbacks(rounds * n + warm + single, data_dir, emulator_url)
     bare = [("GET", "/bench/bare/", {}, b"")] * n
-    # Warm-up of both; the first callbacks also let each worker fetch and cache the public key.
-    load(port, bare[:100] + requests_[:warm])
-    pairs = []
+    floor_path = "/bench/floor/" + (f"?key={quote(stored_key)}" if head_check else "")
+    floor = [("GET", floor_path, {}, b"")] * n
+    # Warm-up of all three; the first callbacks also let each worker fetch and cache the
+    # public key.
+    load(port, bare[:100] + floor[:100] + requests_[:warm])
+    rounds_ = []
     for r in range(rounds):
         rate_bare, app_bare, db_bare = _measure(port, bare, gunicorn_pid)
+        rate_floor, _, _ = _measure(port, floor, gunicorn_pid)
         measure_bodies.clear()
         batch = requests_[warm + r * n : warm + (r + 1) * n]
         rate_cb, app_cb, db_cb = _measure(port, batch, gunicorn_pid)
         refused = [b for b in measure_bodies if b'"ok":true' not in b.replace(b" ", b"")]
         assert not refused, refused[:2]
         print(
-            f"  round {r + 1}: bare {rate_bare:7.1f} req/s, callbacks {rate_cb:7.1f}/s"
+            f"  round {r + 1}: bare {rate_bare:7.1f} req/s, floor {rate_floor:7.1f} req/s"
+            f" ({rate_floor / rate_bare:.2f}x), callbacks {rate_cb:7.1f}/s"
             f" -> {rate_cb / rate_bare:.2f}x",
             flush=True,
         )
-        pairs.append(((rate_bare, app_bare, db_bare), (rate_cb, app_cb, db_cb)))
+        rounds_.append(((rate_bare, app_bare, db_bare), (rate_cb, app_cb, db_cb), rate_floor))
     one_bare = one_at_a_time(port, bare[:single])
     one_cb = one_at_a_time(port, requests_[warm + rounds * n :])
 
     def mean(side: int, i: int) -> float:
-        return statistics.fmean(pair[side][i] for pair in pairs)
+        return statistics.fmean(one[side][i] for one in rounds_)
 
     def median(side: int, i: int) -> float:
-        return statistics.median(pair[side][i] for pair in pairs)
+        return statistics.median(one[side][i] for one in rounds_)
 
     return {
         "rate": (mean(0, 0), mean(1, 0)),
-        "ratio_median": statistics.median(cb[0] / b[0] for b, cb in pairs),
+        "floor": statistics.fmean(one[2] for one in rounds_),
+        "ratio_median": statistics.median(cb[0] / b[0] for b, cb, _ in rounds_),
         "one": (one_bare, one_cb),
         "cpu": ((median(0, 1), median(0, 2)), (median(1, 1), median(1, 2))),
     }
@@ -426,9 +474,9 @@ def one_at_a_time(port: int, requests_: list) -> float:
     return statistics.median(times)
 
 
-def build_callbacks(n: int, data_dir: Path, emulator_url: str) -> list:
+def build_callbacks(n: int, data_dir: Path, emulator_url: str) -> tuple[list, str]:
     """Issue n tickets, store their objects in the emulator, and pre-sign their callbacks as
-    OSS would render and sign them."""
+    OSS would render and sign them; also returns one stored key (for the floor view)."""
     import base64
     import hashlib
 
@@ -495,7 +543,7 @@ def build_callbacks(n: int, data_dir: Path, emulator_url: str) -> list:
             "user-agent": "aliyun-oss-callback",
         }
         requests_.append(("POST", "/api/oss/callback/", headers, body))
-    return requests_
+    return requests_, issued.ticket.key
 
 
 def bench_list(port: int, big_rows: int) -> tuple[float, float]:
