@@ -650,21 +650,29 @@ def _accept(*, ticket: UploadTicket, upload: Upload, now: datetime) -> bool:
 
 # A callback that everything allows, accepted in one autocommit statement: one round trip
 # instead of five (health check, BEGIN, lock, write, COMMIT), which were most of a callback's
-# cost. `t` locks the ticket only if it is still issued, unexpired, its owner not suspended and
-# the object within what it declared (re-checked on the newest row version if another
-# callback held the lock); `usage` commits the bytes only if they fit the quota (the same
-# arithmetic as `_usage_commit`); `ticket` is marked used only if `usage` returned a row, and
-# the upload is inserted only if `ticket` did. Any condition unmet -> no row, nothing written.
+# cost. `locked` locks the ticket by primary key alone: with the conditions beside the id, the
+# planner could walk the partial index of issued tickets (every upload in flight) instead, as
+# it did for every statement not yet prepared. `t` keeps it only if it is still issued,
+# unexpired, its owner not suspended and the object within what it declared (on the newest
+# row version: a row locked FOR UPDATE is re-read once another callback releases it);
+# `usage` commits the bytes only if they fit the quota (the same arithmetic as
+# `_usage_commit`); `ticket` is marked used only if `usage` returned a row, and the upload is
+# inserted only if `ticket` did. Any condition unmet -> no row, nothing written.
 # Column lists match uploads/models.py.
 _ACCEPT_AT_ONCE_SQL = """
-WITH t AS (
+WITH locked AS MATERIALIZED (
+    SELECT id, owner_id, bucket, key, status, expires_at, declared_size, content_type,
+        reserved_bytes
+    FROM uploads_uploadticket
+    WHERE id = %(ticket_id)s
+    FOR UPDATE
+), t AS (
     SELECT t.id, t.reserved_bytes, t.owner_id
-    FROM uploads_uploadticket t JOIN accounts_user u ON u.id = t.owner_id
-    WHERE t.id = %(ticket_id)s AND t.bucket = %(bucket)s AND t.key = %(key)s
+    FROM locked t JOIN accounts_user u ON u.id = t.owner_id
+    WHERE t.bucket = %(bucket)s AND t.key = %(key)s
       AND u.public_id = %(public_id)s AND NOT u.is_suspended
       AND t.status = %(issued)s AND t.expires_at > %(now)s AND t.declared_size >= %(size)s
       AND lower(btrim(split_part(t.content_type, ';', 1))) = %(content_type)s
-    FOR UPDATE OF t
 ), usage AS (
     UPDATE uploads_storageusage s
     SET bytes_used = s.bytes_used + %(size)s,
