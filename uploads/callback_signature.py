@@ -5,7 +5,10 @@ over MD5 and names its public key by URL in ``x-oss-pub-key-url``. Anyone can na
 URL is checked against OSS_CALLBACK_KEY_URL_PREFIXES *before* anything is fetched (otherwise a
 forger brings their own key, and the server becomes an SSRF proxy). Alibaba's key never changes
 and is pinned in the project (OSS_CALLBACK_PINNED_KEYS); other allowed URLs (the local
-emulator's) are fetched once with a short timeout and cached.
+emulator's) are fetched once with a short timeout and cached. Such a key can change at its URL
+(an emulator started afresh makes a new one): when a signature fails against it, the URL is
+read again, at most once per KEY_REFRESH_SECONDS, so forgeries cannot make the server fetch on
+their behalf.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from appserver.errors import AppError, PermissionDenied
 logger = logging.getLogger(__name__)
 
 _KEY_CACHE_SECONDS = 24 * 3600
+KEY_REFRESH_SECONDS = 30
 _MAX_KEY_BYTES = 16 * 1024
 _keys: dict[str, rsa.RSAPublicKey] = {}
 _keys_lock = threading.Lock()
@@ -75,13 +79,19 @@ def _pinned(url: str) -> rsa.RSAPublicKey | None:
     return key
 
 
-def _fetched(url: str) -> rsa.RSAPublicKey:
+def _url_cache_key(url: str) -> str:
+    return "uploads:callback-key:" + hashlib.sha256(url.encode()).hexdigest()
+
+
+def _fetched(url: str, *, fresh: bool = False) -> rsa.RSAPublicKey:
+    """The key at `url`: from this process, the shared cache, or (first time, or `fresh`) the
+    URL itself."""
     with _keys_lock:
-        key = _keys.get(url)
+        key = None if fresh else _keys.get(url)
     if key is not None:
         return key
-    cache_key = "uploads:callback-key:" + hashlib.sha256(url.encode()).hexdigest()
-    pem = cache.get(cache_key)
+    cache_key = _url_cache_key(url)
+    pem = None if fresh else cache.get(cache_key)
     if pem is None:
         try:
             response = requests.get(
@@ -133,13 +143,24 @@ def callback_verify(
     except (binascii.Error, ValueError) as exc:
         raise CallbackSignatureInvalid("The callback's headers are not valid base64.") from exc
     key = callback_public_key(key_url=key_url)
+    signed = string_to_sign(path=path, query_string=query_string, body=body)
+    if _signed_by(key, signature, signed):
+        return
+    if _pinned(key_url) is None and cache.add(
+        _url_cache_key(key_url) + ":refreshed", 1, KEY_REFRESH_SECONDS
+    ):
+        current = _fetched(key_url, fresh=True)
+        if current.public_numbers() != key.public_numbers() and _signed_by(
+            current, signature, signed
+        ):
+            return
+    raise CallbackSignatureInvalid()
+
+
+def _signed_by(key: rsa.RSAPublicKey, signature: bytes, signed: bytes) -> bool:
     try:
         # MD5 because that is what OSS signs callbacks with.
-        key.verify(
-            signature,
-            string_to_sign(path=path, query_string=query_string, body=body),
-            padding.PKCS1v15(),
-            hashes.MD5(),  # noqa: S303
-        )
-    except InvalidSignature as exc:
-        raise CallbackSignatureInvalid() from exc
+        key.verify(signature, signed, padding.PKCS1v15(), hashes.MD5())  # noqa: S303
+    except InvalidSignature:
+        return False
+    return True
