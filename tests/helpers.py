@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import http.server
+import threading
+from collections.abc import Callable
+from typing import Any
+
 from rest_framework_simplejwt.tokens import RefreshToken
 
 
@@ -27,3 +32,37 @@ CREDENTIALS_FIELDS = frozenset(
         "ServerTime",
     }
 )
+
+
+def in_a_new_thread(fn: Callable[[], Any]) -> dict[str, Any]:
+    """Run fn in a thread of its own ({"result": ...} or {"error": ...}): the server's OSS
+    clients, and their connections, are built per thread."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = fn()
+        except Exception as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(30)
+    return outcome
+
+
+class LocalServer:
+    """A ThreadingHTTPServer for `handler` on a free port of 127.0.0.1, serving in a thread."""
+
+    def __init__(self, handler: type[http.server.BaseHTTPRequestHandler], *, tls=None) -> None:
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+        scheme = "https" if tls is not None else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

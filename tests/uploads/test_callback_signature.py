@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import base64
 import http.server
-import threading
 import uuid
 
 import pytest
 
 from emulator.callbacks import CallbackSigner
+from tests.helpers import LocalServer
 from uploads.callback_signature import (
     CallbackKeyRefused,
     CallbackSignatureInvalid,
@@ -103,15 +103,13 @@ class _KeyServer:
             def log_message(self, *args) -> None:
                 pass
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.local = LocalServer(Handler)
         # A new path per server: fetched keys are cached per URL, in-process and in Redis.
-        self.prefix = f"http://127.0.0.1:{self.httpd.server_address[1]}/keys/"
+        self.prefix = f"{self.local.url}/keys/"
         self.url = f"{self.prefix}{uuid.uuid4().hex}.pem"
 
     def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.local.close()
 
 
 @pytest.fixture

@@ -4,10 +4,10 @@ HTTP_PROXY still routes its requests, NO_PROXY still exempts hosts."""
 from __future__ import annotations
 
 import http.server
-import threading
 
 import pytest
 
+from tests.helpers import LocalServer, in_a_new_thread
 from uploads import oss
 
 
@@ -29,13 +29,11 @@ class _Proxy:
             def log_message(self, *args) -> None:
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.local = LocalServer(Handler)
+        self.url = self.local.url
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.local.close()
 
 
 @pytest.fixture
@@ -46,19 +44,7 @@ def proxy():
 
 
 def _head_in_a_new_thread(key: str):
-    """oss_head_object from a thread with no client yet (clients are built per thread)."""
-    outcome = {}
-
-    def run() -> None:
-        try:
-            outcome["result"] = oss.oss_head_object(key=key)
-        except Exception as exc:
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join(30)
-    return outcome
+    return in_a_new_thread(lambda: oss.oss_head_object(key=key))
 
 
 def test_http_proxy_routes_the_servers_requests(alibaba, proxy, monkeypatch):

@@ -9,7 +9,6 @@ import http.server
 import ipaddress
 import socket
 import ssl
-import threading
 import time
 
 import oss2
@@ -19,23 +18,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tests.helpers import LocalServer, in_a_new_thread
 from uploads import oss
-
-
-def _in_a_new_thread(fn):
-    """Run fn in a thread of its own: clients (and their connections) are built per thread."""
-    outcome = {}
-
-    def run() -> None:
-        try:
-            outcome["result"] = fn()
-        except Exception as exc:
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join(30)
-    return outcome
 
 
 def test_head_object_reports_what_oss_stores(alibaba, settings):
@@ -52,7 +36,7 @@ def test_head_object_reports_what_oss_stores(alibaba, settings):
             oss.oss_head_object(key="users/t/missing.txt")
         )
 
-    outcome = _in_a_new_thread(heads)
+    outcome = in_a_new_thread(heads)
     found, missing = outcome["result"]
     assert len({info.request_id for info in found}) == 3  # three real requests
     assert len({(i.key, i.size, i.etag, i.content_type, i.crc64) for i in found}) == 1
@@ -65,7 +49,7 @@ def test_head_object_reports_what_oss_stores(alibaba, settings):
 
 def test_head_object_is_signed_with_the_servers_key(alibaba, settings):
     settings.ALIBABA_ACCESS_KEY_SECRET = "not-the-secret"
-    outcome = _in_a_new_thread(lambda: oss.oss_head_object(key="users/t/a.txt"))
+    outcome = in_a_new_thread(lambda: oss.oss_head_object(key="users/t/a.txt"))
     error = outcome.get("error")
     assert isinstance(error, oss.StorageUnavailable)
     assert "403" in error.message  # the emulator checked the signature and refused it
@@ -110,17 +94,11 @@ class _Recorder:
             def log_message(self, *args) -> None:
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        if tls is not None:
-            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
-        scheme = "https" if tls is not None else "http"
-        self.endpoint = f"{scheme}://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.local = LocalServer(Handler, tls=tls)
+        self.endpoint = self.local.url
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.local.close()
 
 
 @pytest.fixture
@@ -133,7 +111,7 @@ def test_one_connection_serves_a_threads_head_requests(settings, no_proxy):
     server = _Recorder()
     settings.OSS_ENDPOINT = server.endpoint
     try:
-        outcome = _in_a_new_thread(lambda: [oss.oss_head_object(key="k.png") for _ in range(5)])
+        outcome = in_a_new_thread(lambda: [oss.oss_head_object(key="k.png") for _ in range(5)])
     finally:
         server.close()
     results = outcome["result"]
@@ -147,7 +125,7 @@ def test_a_connection_the_server_closed_is_replaced_once(settings, no_proxy):
     server = _Recorder(close_after=1)  # every connection serves one request, then goes away
     settings.OSS_ENDPOINT = server.endpoint
     try:
-        outcome = _in_a_new_thread(lambda: [oss.oss_head_object(key="k.png") for _ in range(3)])
+        outcome = in_a_new_thread(lambda: [oss.oss_head_object(key="k.png") for _ in range(3)])
     finally:
         server.close()
     assert [r.request_id for r in outcome["result"]] == ["REQ1", "REQ2", "REQ3"]
@@ -159,7 +137,7 @@ def test_a_silent_server_is_given_up_on_within_the_timeout(settings, no_proxy):
     settings.OSS_ENDPOINT = server.endpoint
     started = time.monotonic()
     try:
-        outcome = _in_a_new_thread(lambda: oss.oss_head_object(key="k.png", timeout=0.5))
+        outcome = in_a_new_thread(lambda: oss.oss_head_object(key="k.png", timeout=0.5))
     finally:
         server.close()
     assert isinstance(outcome.get("error"), oss.StorageUnavailable)
@@ -172,7 +150,7 @@ def test_nothing_listening_is_storage_unavailable(settings, no_proxy):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     settings.OSS_ENDPOINT = f"http://127.0.0.1:{port}"
-    outcome = _in_a_new_thread(lambda: oss.oss_head_object(key="k.png"))
+    outcome = in_a_new_thread(lambda: oss.oss_head_object(key="k.png"))
     assert isinstance(outcome.get("error"), oss.StorageUnavailable)
 
 
@@ -221,7 +199,7 @@ def test_https_certificates_are_verified(settings, no_proxy):
     server = _Recorder(tls=_self_signed_tls())
     settings.OSS_ENDPOINT = server.endpoint
     try:
-        outcome = _in_a_new_thread(lambda: oss.oss_head_object(key="k.png"))
+        outcome = in_a_new_thread(lambda: oss.oss_head_object(key="k.png"))
     finally:
         server.close()
     error = outcome.get("error")
