@@ -84,7 +84,7 @@ class _Session(oss2.Session):
     """oss2's transport, with HeadObject sent on a kept-alive http.client connection.
 
     Every accepted callback makes one HeadObject, and `requests` (settings merge, URL
-    re-parsing, hooks, urllib3's pool) cost three times the request itself in CPU. oss2 still
+    re-parsing, hooks, urllib3's pool) cost more CPU than everything else in it. oss2 still
     builds and signs the request and maps the answer to its results and errors; only the bytes
     on the wire go another way. Anything else (bodies, query parameters, a proxy) goes through
     `requests` as before. One per thread, like the client that owns it."""
@@ -95,9 +95,9 @@ class _Session(oss2.Session):
         self._origin: tuple[str, str, float] | None = None
 
     def do_request(self, req, timeout):
-        if req.method != "HEAD" or req.params or req.data or req.proxies:
-            return super().do_request(req, timeout)
         url = urlsplit(req.url)
+        if req.method != "HEAD" or req.params or url.query or req.data or req.proxies:
+            return super().do_request(req, timeout)
         path = url.path or "/"
         headers = {name: value for name, value in req.headers.items() if value is not None}
         origin = (url.scheme, url.netloc, timeout)
