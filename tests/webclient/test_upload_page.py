@@ -51,7 +51,8 @@ def test_log_in_upload_and_see_the_thumbnail(
         page.click("#login-submit")
         page.wait_for_selector("#upload-section:not([hidden])", timeout=10_000)
         assert page.inner_text("#username") == user.username
-        assert page.is_visible("#uploads-empty")
+        # The list loads after the section shows: wait for it (times out if it never says so).
+        page.wait_for_selector("#uploads-empty", state="visible", timeout=10_000)
 
         page.set_input_files("#file-input", str(image))
         row = page.wait_for_selector(
