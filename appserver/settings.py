@@ -14,8 +14,6 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
-from emulator import config as emulator_defaults
-
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -238,18 +236,21 @@ REGISTRATION_ENABLED = env.bool("REGISTRATION_ENABLED", default=not PRODUCTION)
 
 # --- Alibaba Cloud: the server's own RAM user -------------------------------------------------
 # Used to call AssumeRole and for the server's own OSS work (removing refused objects,
-# reconciliation, signed download URLs). Locally: the emulator's root key pair.
-ALIBABA_ACCESS_KEY_ID = _required(
-    "ALIBABA_ACCESS_KEY_ID", local_default=emulator_defaults.DEFAULT_ROOT_ACCESS_KEY_ID
-)
+# reconciliation, signed download URLs). Locally: what `python -m emulator` serves with no flags
+# (its development root key pair, role, bucket and region; placeholders, not secrets). Production
+# has no default for any of them.
+_EMULATOR_ENDPOINT = "http://127.0.0.1:9100"
+ALIBABA_ACCESS_KEY_ID = _required("ALIBABA_ACCESS_KEY_ID", local_default="LTAIemulatorRootKey01")
 ALIBABA_ACCESS_KEY_SECRET = _required(
-    "ALIBABA_ACCESS_KEY_SECRET", local_default=emulator_defaults.DEFAULT_ROOT_ACCESS_KEY_SECRET
+    "ALIBABA_ACCESS_KEY_SECRET",
+    local_default="emulator-root-secret-for-local-use-only",
 )
-_EMULATOR_ENDPOINT = f"http://{emulator_defaults.DEFAULT_HOST}:{emulator_defaults.DEFAULT_PORT}"
 
 # --- STS (tokens/) ----------------------------------------------------------------------------
 STS_ENDPOINT = _required("STS_ENDPOINT", local_default=_EMULATOR_ENDPOINT)
-STS_ROLE_ARN = _required("STS_ROLE_ARN", local_default=emulator_defaults.DEFAULT_ROLE_ARN)
+STS_ROLE_ARN = _required(
+    "STS_ROLE_ARN", local_default="acs:ram::1000000000000001:role/app-uploader"
+)
 STS_DURATION_SECONDS = env.int("STS_DURATION_SECONDS", default=3600)
 if STS_DURATION_SECONDS < 900:
     raise ImproperlyConfigured("STS_DURATION_SECONDS must be at least 900 (STS's minimum).")
@@ -272,8 +273,8 @@ POLICY_TEMPLATES_DIR = env.path(
 )
 
 # --- OSS --------------------------------------------------------------------------------------
-OSS_BUCKET = _required("OSS_BUCKET", local_default=emulator_defaults.DEFAULT_BUCKET)
-OSS_REGION = _required("OSS_REGION", local_default=emulator_defaults.DEFAULT_REGION)
+OSS_BUCKET = _required("OSS_BUCKET", local_default="app-uploads")
+OSS_REGION = _required("OSS_REGION", local_default="cn-hangzhou")
 OSS_ENDPOINT = _required("OSS_ENDPOINT", local_default=_EMULATOR_ENDPOINT)
 # What apps are told to upload to; differs from OSS_ENDPOINT when the server uses an internal one.
 OSS_PUBLIC_ENDPOINT = env.str("OSS_PUBLIC_ENDPOINT", default=OSS_ENDPOINT)

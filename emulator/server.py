@@ -34,8 +34,8 @@ from emulator.oss.keys import BUCKET_NAME
 from emulator.oss.service import MAX_SINGLE_PUT, OssService
 from emulator.oss.storage import ObjectRecord, Storage
 from emulator.oss.wire import BodyReader, Headers, Request, Response
-from emulator.ram import evaluate_all
 from emulator.sts import CredentialError, Principal, StsService
+from policies.evaluation import evaluate_all
 
 logger = logging.getLogger("emulator")
 

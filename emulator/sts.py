@@ -15,7 +15,7 @@ What this reproduces of Alibaba Cloud STS (wire facts: alibaba-wire.md section 1
 - Parameter checks as STS makes them: `RoleArn` (format, then existence: 404
   `EntityNotExist.Role`), `RoleSessionName` (2-64 of `[A-Za-z0-9.@_-]`), `DurationSeconds`
   (900 up to the role's maximum, default 3600), `Policy` (grammar and 2048-character size via
-  `emulator.ram.parse_policy`; an empty `Policy` counts as none).
+  `policies.grammar.parse_policy`; an empty `Policy` counts as none).
 - Errors are the real JSON shape `{"RequestId", "HostId", "Code", "Message"}` with the real HTTP
   status. `SignatureDoesNotMatch` is HTTP 400 and its message ends with
   "server string to sign is:<string>", because aliyun-python-sdk-core splits the message on ":"
@@ -71,7 +71,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from emulator.clock import Clock
 from emulator.config import EmulatorConfig, Role
-from emulator.ram import PolicyError, parse_policy
+from policies.grammar import PolicyError, parse_policy
 
 API_VERSION = "2015-04-01"
 HOST_ID = "sts.aliyuncs.com"

@@ -14,7 +14,7 @@ Two families:
   ``bucket_read_write``): no ``$PREFIX``; every holder can touch the whole bucket (``all``: every
   bucket the role reaches), so only staff get them (see ``scope_allowed_for``).
 
-Every rendering is checked with the same grammar STS applies (``emulator.ram.parse_policy``) and
+Every rendering is checked with the same grammar STS applies (``policies.grammar.parse_policy``) and
 must fit STS's 2048-character limit once minified.
 """
 
@@ -31,7 +31,7 @@ from typing import Any
 from django.conf import settings
 
 from accounts.selectors import user_storage_prefix
-from emulator.ram import MAX_POLICY_LENGTH, PolicyError, parse_policy
+from policies.grammar import MAX_POLICY_LENGTH, PolicyError, parse_policy
 
 USER_SCOPES = ("read", "write", "readwrite")
 # Staff may hold a bucket-wide credential (support, migrations); "all" is as wide as the role

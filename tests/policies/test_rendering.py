@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from emulator.ram import parse_policy
+from policies.grammar import parse_policy
 from policies.services import (
     PolicyTemplateError,
     policy_for_user,

@@ -4,7 +4,7 @@
     manage.py explain_policy --user alice --scope write \
         --action oss:GetObject --key users/<public id>/a.jpg
 
-Evaluation uses the same RAM engine as the local emulator (emulator.ram), on the session policy
+Evaluation uses the RAM engine the local emulator uses (policies.evaluation), on the session policy
 alone: the role's own policy in RAM can only narrow the result further, never widen it.
 For oss:ListObjects, --key is the listing prefix (the request's oss:Prefix).
 """
@@ -18,7 +18,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db.models import Q
 
 from accounts.models import User
-from emulator.ram import evaluate_all
+from policies.evaluation import evaluate_all
 from policies.services import ALL_SCOPES, PolicyTemplateError, policy_for_user
 
 SESSION_POLICY = "session policy"

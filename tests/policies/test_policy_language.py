@@ -1,4 +1,4 @@
-"""RAM policy grammar and evaluation (emulator/ram.py), pure Python."""
+"""The RAM policy language: policies/grammar.py and policies/evaluation.py."""
 
 from __future__ import annotations
 
@@ -6,15 +6,8 @@ import json
 
 import pytest
 
-from emulator.ram import (
-    MAX_POLICY_LENGTH,
-    Decision,
-    PolicyError,
-    evaluate,
-    evaluate_all,
-    parse_policy,
-    wildcard_match,
-)
+from policies.evaluation import Decision, evaluate, evaluate_all, wildcard_match
+from policies.grammar import MAX_POLICY_LENGTH, PolicyError, parse_policy
 
 BUCKET = "app-uploads"
 OBJ = f"acs:oss:*:*:{BUCKET}/users/42/photo.jpg"
