@@ -228,6 +228,9 @@ def ticket_issue(
     headers = {
         "x-oss-callback": base64.b64encode(json.dumps(callback).encode()).decode(),
         "x-oss-callback-var": base64.b64encode(json.dumps(variables).encode()).decode(),
+        # OSS refuses to replace an existing key with it (409 FileAlreadyExists), and the
+        # session policies refuse any upload without it: an accepted object stays what it was.
+        "x-oss-forbid-overwrite": "true",
     }
     return IssuedTicket(
         ticket=ticket, token=token, headers=headers, callback={**callback, "callbackVar": variables}

@@ -15,6 +15,7 @@ from emulator.oss.pipeline import (
 )
 from emulator.oss.storage import MAX_PART_NUMBER
 from emulator.oss.wire import Request, Response
+from emulator.oss.writes import authorize_write
 from emulator.oss.xmlbody import Node, iso_time, render
 
 
@@ -23,7 +24,7 @@ class MultipartOperations(OssPipeline):
         self, request: Request, target: Target, principal: PrincipalLike
     ) -> Response:
         bucket = self._bucket(target)
-        self.authorize(principal, request, action="oss:PutObject", bucket=bucket, key=target.key)
+        authorize_write(self, principal, request, bucket=bucket, key=target.key)
         request.body.read_all(MAX_XML_BODY)
         template = self._new_record(request, target.key)
         upload = self.storage.initiate(
@@ -44,7 +45,9 @@ class MultipartOperations(OssPipeline):
 
     def op_UploadPart(self, request: Request, target: Target, principal: PrincipalLike) -> Response:
         bucket = self._bucket(target)
-        self.authorize(principal, request, action="oss:PutObject", bucket=bucket, key=target.key)
+        authorize_write(
+            self, principal, request, bucket=bucket, key=target.key, overwrite_applies=False
+        )
         number_text = request.query.get("partNumber", "")
         if not number_text.isdigit() or not 1 <= int(number_text) <= MAX_PART_NUMBER:
             raise invalid_argument(
@@ -72,7 +75,7 @@ class MultipartOperations(OssPipeline):
         self, request: Request, target: Target, principal: PrincipalLike
     ) -> Response:
         bucket = self._bucket(target)
-        self.authorize(principal, request, action="oss:PutObject", bucket=bucket, key=target.key)
+        forbid = authorize_write(self, principal, request, bucket=bucket, key=target.key)
         upload_id = request.query.get("uploadId", "")
         spec = self.parse_callback(
             request.headers.get("x-oss-callback") or None,
@@ -87,7 +90,6 @@ class MultipartOperations(OssPipeline):
             chosen = [(p.number, p.etag) for p in parts]
         else:
             chosen = xmlbody.parse_complete_multipart(body)
-        forbid = request.headers.get("x-oss-forbid-overwrite").lower() == "true"
         record = self.storage.complete(
             bucket, target.key, upload_id, chosen, now=self.now(), forbid_overwrite=forbid
         )

@@ -24,6 +24,7 @@ from emulator.oss.pipeline import (
 )
 from emulator.oss.storage import ObjectRecord
 from emulator.oss.wire import Request, Response
+from emulator.oss.writes import authorize_write
 from emulator.oss.xmlbody import Node, http_time, iso_time, render
 
 # Query parameters of GetObject that override the response's headers.
@@ -40,13 +41,12 @@ RESPONSE_OVERRIDES = {
 class ObjectOperations(OssPipeline):
     def op_PutObject(self, request: Request, target: Target, principal: PrincipalLike) -> Response:
         bucket = self._bucket(target)
-        self.authorize(principal, request, action="oss:PutObject", bucket=bucket, key=target.key)
+        forbid = authorize_write(self, principal, request, bucket=bucket, key=target.key)
         self._require_length(request)
         spec = self.parse_callback(
             request.headers.get("x-oss-callback") or None,
             request.headers.get("x-oss-callback-var") or None,
         )
-        forbid = request.headers.get("x-oss-forbid-overwrite").lower() == "true"
         if forbid and exists(self.storage, bucket, target.key):
             raise already_exists()
         blob = self._receive(request)
@@ -72,7 +72,7 @@ class ObjectOperations(OssPipeline):
         self, request: Request, target: Target, principal: PrincipalLike
     ) -> Response:
         bucket = self._bucket(target)
-        self.authorize(principal, request, action="oss:PutObject", bucket=bucket, key=target.key)
+        authorize_write(self, principal, request, bucket=bucket, key=target.key)
         position_text = request.query.get("position", "")
         if not position_text.isdigit():
             raise invalid_argument(
@@ -98,14 +98,13 @@ class ObjectOperations(OssPipeline):
             raise invalid_argument(
                 "Copy Source must mention the source bucket and key: /bucket/key."
             )
-        self.authorize(principal, request, action="oss:PutObject", bucket=bucket, key=target.key)
+        forbid = authorize_write(self, principal, request, bucket=bucket, key=target.key)
         self.authorize(
             principal, request, action="oss:GetObject", bucket=source_bucket, key=source_key
         )
         _check_preconditions(
             request, self.storage.get(source_bucket, source_key), prefix="x-oss-copy-source-"
         )
-        forbid = request.headers.get("x-oss-forbid-overwrite").lower() == "true"
         if forbid and exists(self.storage, bucket, target.key):
             raise already_exists()
         request.body.read_all(0)
@@ -134,6 +133,14 @@ class ObjectOperations(OssPipeline):
         response = xml(body)
         response.headers.update(self._write_headers(record))
         return response
+
+    def op_PutSymlink(self, request: Request, target: Target, principal: PrincipalLike) -> Response:
+        # Authorized and checked for overwrite as OSS does; symlinks themselves are not stored.
+        bucket = self._bucket(target)
+        forbid = authorize_write(self, principal, request, bucket=bucket, key=target.key)
+        if forbid and exists(self.storage, bucket, target.key):
+            raise already_exists()
+        raise OssError(400, "NotImplemented", "The emulator does not store symbolic links.")
 
     def op_GetObject(self, request: Request, target: Target, principal: PrincipalLike) -> Response:
         bucket = self._bucket(target)

@@ -27,6 +27,7 @@ from emulator.oss.keys import BUCKET_NAME, check_key, guess_content_type
 from emulator.oss.postobject import post_object
 from emulator.oss.storage import Blob, ObjectRecord, Storage
 from emulator.oss.wire import Request, Response
+from emulator.oss.writes import authorize_unimplemented_write
 from emulator.oss.xmlbody import http_time, iso_time
 
 MAX_SINGLE_PUT = 5 * 1024**3
@@ -44,7 +45,6 @@ _UNSUPPORTED = frozenset(
     [
         "acl",
         "tagging",
-        "symlink",
         "restore",
         "cors",
         "lifecycle",
@@ -139,6 +139,8 @@ class OssPipeline:
             check_key(target.key)
         if target.bucket is not None and not BUCKET_NAME.match(target.bucket):
             raise OssError(400, "InvalidBucketName", "The specified bucket is not valid.")
+        if target.key:
+            authorize_unimplemented_write(self, request, target)
         operation = self._operation(request, target)
         if operation == "PostObject":
             return post_object(self, request, target)
@@ -236,6 +238,10 @@ class OssPipeline:
                 if request.headers.get("content-type").lower().startswith("multipart/form-data"):
                     return "PostObject"
             raise OssError(405, "MethodNotAllowed", "The specified method is not allowed.")
+        if "symlink" in query:
+            if method == "PUT":
+                return "PutSymlink"
+            raise OssError(400, "NotImplemented", "The emulator does not store symbolic links.")
         if method == "PUT":
             if "uploadId" in query and "partNumber" in query:
                 if "x-oss-copy-source" in request.headers:

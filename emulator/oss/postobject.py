@@ -24,6 +24,7 @@ from emulator.oss.errors import OssError, access_denied, invalid_argument
 from emulator.oss.keys import check_key, guess_content_type
 from emulator.oss.storage import ObjectRecord
 from emulator.oss.wire import BodyReader, Request, Response
+from emulator.oss.writes import authorize_write
 from emulator.oss.xmlbody import render
 
 if TYPE_CHECKING:
@@ -293,7 +294,7 @@ def post_object(service: OssService, request: Request, target: Target) -> Respon
     principal, policy = _authenticate(service, fields, now)
     low, high = _check_policy(policy, fields, bucket, now)
     check_key(key)
-    service.authorize(principal, request, action="oss:PutObject", bucket=bucket, key=key)
+    forbid = authorize_write(service, principal, request, bucket=bucket, key=key, fields=lowered)
     callback_vars = {name: value for name, value in fields.items() if name.startswith("x:")}
     spec = None
     if lowered.get("callback"):
@@ -331,7 +332,6 @@ def post_object(service: OssService, request: Request, target: Target) -> Respon
         user_meta=user_meta,
         headers=stored,
     )
-    forbid = lowered.get("x-oss-forbid-overwrite", "").lower() == "true"
     record = service.storage.put(bucket, replace(template), blob, forbid_overwrite=forbid)
     headers = {
         "ETag": f'"{record.etag}"',

@@ -8,6 +8,8 @@ import json
 import pytest
 from django.core.management import CommandError, call_command
 
+from policies.services import policy_for_user
+
 pytestmark = pytest.mark.django_db
 
 
@@ -22,35 +24,51 @@ def test_prints_the_rendered_policy(user, settings):
     lines = output.splitlines()
     assert lines[0] == (
         f"Session policy for user {user.username} (public id {user.public_id}), scope write: "
-        f"prefix users/{user.public_id}/ in bucket {settings.OSS_BUCKET}; 198 characters minified "
+        f"prefix users/{user.public_id}/ in bucket {settings.OSS_BUCKET}; 794 characters minified "
         "(STS limit 2048)."
     )
-    assert json.loads("\n".join(lines[1:])) == {
-        "Version": "1",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Action": ["oss:PutObject", "oss:ListParts", "oss:AbortMultipartUpload"],
-                "Resource": [f"acs:oss:*:*:{settings.OSS_BUCKET}/users/{user.public_id}/*"],
-            }
-        ],
+    rendered = json.loads("\n".join(lines[1:]))
+    assert rendered == policy_for_user(user=user, scope="write").document
+    assert rendered["Statement"][0] == {
+        "Effect": "Allow",
+        "Action": ["oss:PutObject", "oss:ListParts", "oss:AbortMultipartUpload"],
+        "Resource": [f"acs:oss:*:*:{settings.OSS_BUCKET}/users/{user.public_id}/*"],
     }
 
 
 def test_allowed_names_the_deciding_statement(user, settings):
     key = f"users/{user.public_id}/photo.jpg"
     output = explain(
-        "--user", user.public_id, "--scope", "readwrite", "--action", "oss:PutObject", "--key", key
-    )
+        "--user", user.public_id, "--scope", "readwrite", "--action", "oss:PutObject", "--key", key,
+        "--header", "x-oss-forbid-overwrite=true",
+    )  # fmt: skip
     resource = f"acs:oss:*:*:{settings.OSS_BUCKET}/{key}"
     tail = output.splitlines()[-4:]
     assert tail[0] == (
         "Evaluated against the session policy alone (the role's own policy in RAM can only "
         "narrow this further)."
     )
-    assert tail[1] == f"ALLOWED: oss:PutObject on {resource}"
+    assert tail[1] == (
+        f"ALLOWED: oss:PutObject on {resource} with oss:x-oss-forbid-overwrite='true'"
+    )
     assert tail[2].startswith('Decided by statement 1 (Allow): {"Effect":"Allow","Action":[')
     assert tail[3] == f'Reason: statement 1 of "session policy" allows oss:PutObject on {resource}'
+
+
+def test_an_upload_that_could_replace_an_object_is_denied(user, settings):
+    key = f"users/{user.public_id}/photo.jpg"
+    output = explain(
+        "--user", user.username, "--scope", "write", "--action", "oss:PutObject", "--key", key
+    )
+    resource = f"acs:oss:*:*:{settings.OSS_BUCKET}/{key}"
+    tail = output.splitlines()[-3:]
+    assert tail[0] == (
+        f"DENIED: oss:PutObject on {resource} with oss:x-oss-forbid-overwrite='false'"
+    )
+    assert tail[1].startswith('Decided by statement 2 (Deny): {"Effect":"Deny"')
+    assert tail[2] == (
+        f'Reason: statement 2 of "session policy" denies oss:PutObject on {resource}'
+    )
 
 
 def test_denied_for_another_users_key(user, other_user, settings):
@@ -105,6 +123,10 @@ def test_listing_uses_the_key_as_prefix_condition(user, other_user, settings):
         (
             ["--scope", "read", "--action", "oss:GetObject"],
             "--action and --key go together: give both or neither.",
+        ),
+        (
+            ["--scope", "write", "--action", "oss:PutObject", "--key", "k", "--header", "x"],
+            "--header takes NAME=VALUE, not 'x'.",
         ),
     ],
 )

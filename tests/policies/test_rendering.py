@@ -25,6 +25,35 @@ LISTING = {
     "Condition": {"StringLike": {"oss:Prefix": [f"{PREFIX}*"]}},
 }
 
+# What every writing scope adds: no write that could replace an object (OSS refuses an existing
+# key only when the request says x-oss-forbid-overwrite: true), no ACL on upload, and none of the
+# writes an app never needs (its deletions go through the app server).
+UPLOAD_GUARDS = [
+    {
+        "Effect": "Deny",
+        "Action": ["oss:PutObject"],
+        "Resource": [OBJECTS],
+        "Condition": {"StringNotEquals": {"oss:x-oss-forbid-overwrite": ["true"]}},
+    },
+    {
+        "Effect": "Deny",
+        "Action": ["oss:PutObject"],
+        "Resource": [OBJECTS],
+        "Condition": {"StringLike": {"oss:x-oss-object-acl": ["*"]}},
+    },
+    {
+        "Effect": "Deny",
+        "Action": [
+            "oss:DeleteObject",
+            "oss:PutObjectAcl",
+            "oss:PutObjectTagging",
+            "oss:DeleteObjectTagging",
+            "oss:RestoreObject",
+        ],
+        "Resource": [OBJECTS],
+    },
+]
+
 EXPECTED_USER = {
     "read": {
         "Version": "1",
@@ -40,7 +69,8 @@ EXPECTED_USER = {
                 "Effect": "Allow",
                 "Action": ["oss:PutObject", "oss:ListParts", "oss:AbortMultipartUpload"],
                 "Resource": [OBJECTS],
-            }
+            },
+            *UPLOAD_GUARDS,
         ],
     },
     "readwrite": {
@@ -51,13 +81,13 @@ EXPECTED_USER = {
                 "Action": [
                     "oss:GetObject",
                     "oss:PutObject",
-                    "oss:DeleteObject",
                     "oss:ListParts",
                     "oss:AbortMultipartUpload",
                 ],
                 "Resource": [OBJECTS],
             },
             LISTING,
+            *UPLOAD_GUARDS,
         ],
     },
 }
@@ -190,10 +220,12 @@ def test_unknown_placeholder_is_refused(template_dir):
 
 
 def test_rendered_policy_over_2048_characters_is_refused():
-    short = policy_render_text(template="readwrite", bucket=BUCKET, prefix="p/")
-    prefix = "p" * 900 + "/"
-    # The prefix appears twice in readwrite: objects and the listing condition.
-    length = len(short.text) + 2 * (len(prefix) - 2)
+    short = policy_render_text(template="readwrite", bucket=BUCKET, prefix="z/")
+    prefix = "z" * 900 + "/"
+    # The prefix appears in every object statement and in the listing condition.
+    occurrences = short.text.count("z/")
+    assert occurrences == 5
+    length = len(short.text) + occurrences * (len(prefix) - 2)
     assert length > 2048
     with pytest.raises(PolicyTemplateError) as caught:
         policy_render(template="readwrite", bucket=BUCKET, prefix=prefix)

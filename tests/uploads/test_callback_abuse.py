@@ -254,7 +254,13 @@ def test_key_no_ticket_names_is_refused_and_removed(live, user):
         "&mimeType=${mimeType}",
     }
     result = live.bucket(user).put_object(
-        key, b"rogue", headers={"x-oss-callback": _b64json(callback), "Content-Type": "text/plain"}
+        key,
+        b"rogue",
+        headers={
+            "x-oss-callback": _b64json(callback),
+            "x-oss-forbid-overwrite": "true",
+            "Content-Type": "text/plain",
+        },
     )
     answer = _answer(result)
     assert answer["ok"] is False

@@ -26,7 +26,12 @@ def test_put_object_with_ticket_records_the_upload_and_relays_the_answer(live, u
     )
     assert ticket["key"].startswith(f"users/{user.public_id}/")
     assert ticket["key"].endswith(".txt")
-    assert set(ticket["headers"]) == {"x-oss-callback", "x-oss-callback-var"}
+    assert ticket["headers"]["x-oss-forbid-overwrite"] == "true"
+    assert set(ticket["headers"]) == {
+        "x-oss-callback",
+        "x-oss-callback-var",
+        "x-oss-forbid-overwrite",
+    }
     assert ticket["callback"]["callbackUrl"] == live.callback_url()
     assert ticket["bucket"] == live.settings.OSS_BUCKET
     assert ticket["region"] == live.settings.OSS_REGION
@@ -97,11 +102,16 @@ def test_multipart_upload_completed_with_the_ticket_headers(live, user):
     size = len(part1) + len(part2)
     ticket = live.ticket(user, filename="clip.mp4", size=size, content_type="video/mp4")
     bucket = live.bucket(user)
+    # Every request of the upload says it must not replace an object; the callback headers go
+    # with the last one.
+    no_overwrite = {"x-oss-forbid-overwrite": ticket["headers"]["x-oss-forbid-overwrite"]}
     upload_id = bucket.init_multipart_upload(
-        ticket["key"], headers={"Content-Type": "video/mp4"}
+        ticket["key"], headers={**no_overwrite, "Content-Type": "video/mp4"}
     ).upload_id
     parts = [
-        oss2.models.PartInfo(n, bucket.upload_part(ticket["key"], upload_id, n, chunk).etag)
+        oss2.models.PartInfo(
+            n, bucket.upload_part(ticket["key"], upload_id, n, chunk, headers=no_overwrite).etag
+        )
         for n, chunk in ((1, part1), (2, part2))
     ]
     result = bucket.complete_multipart_upload(

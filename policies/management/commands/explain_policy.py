@@ -6,7 +6,10 @@
 
 Evaluation uses the RAM engine the local emulator uses (policies.evaluation), on the session policy
 alone: the role's own policy in RAM can only narrow the result further, never widen it.
-For oss:ListObjects, --key is the listing prefix (the request's oss:Prefix).
+For oss:ListObjects, --key is the listing prefix (the request's oss:Prefix). Request headers that
+RAM sees as condition keys are given with --header (x-oss-forbid-overwrite=true becomes
+oss:x-oss-forbid-overwrite); for oss:PutObject an absent x-oss-forbid-overwrite counts as
+"false", OSS's default (the request would replace an existing object), as the emulator counts it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,17 @@ from policies.evaluation import evaluate_all
 from policies.services import ALL_SCOPES, PolicyTemplateError, policy_for_user
 
 SESSION_POLICY = "session policy"
+FORBID_OVERWRITE_KEY = "oss:x-oss-forbid-overwrite"
+
+
+def _headers(pairs: list[str]) -> dict[str, str]:
+    context = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise CommandError(f"--header takes NAME=VALUE, not {pair!r}.")
+        context[f"oss:{name.strip().lower()}"] = value.strip()
+    return context
 
 
 class Command(BaseCommand):
@@ -32,12 +46,20 @@ class Command(BaseCommand):
         parser.add_argument("--scope", required=True, help=f"One of: {', '.join(ALL_SCOPES)}.")
         parser.add_argument("--action", help="An OSS action, e.g. oss:PutObject.")
         parser.add_argument("--key", help="Object key (for oss:ListObjects: the prefix listed).")
+        parser.add_argument(
+            "--header",
+            action="append",
+            default=[],
+            metavar="NAME=VALUE",
+            help="A request header RAM sees as a condition key, e.g. x-oss-forbid-overwrite=true.",
+        )
 
     def handle(self, *args, **options) -> None:
         ident, scope = options["user"], options["scope"]
         action, key = options.get("action"), options.get("key")
         if (action is None) != (key is None):
             raise CommandError("--action and --key go together: give both or neither.")
+        headers = _headers(options["header"])
         user = User.objects.filter(Q(username=ident) | Q(public_id=ident)).first()
         if user is None:
             raise CommandError(f"No user with username or public id {ident!r}.")
@@ -64,6 +86,9 @@ class Command(BaseCommand):
             resource, context = f"acs:oss:*:*:{bucket}", {"oss:Prefix": key}
         else:
             resource, context = f"acs:oss:*:*:{bucket}/{key}", {}
+            if action.lower() == "oss:putobject":
+                context[FORBID_OVERWRITE_KEY] = "false"
+        context.update(headers)
         decision = evaluate_all(
             [(SESSION_POLICY, policy.document)], action=action, resource=resource, context=context
         )
@@ -72,7 +97,11 @@ class Command(BaseCommand):
             "narrow this further)."
         )
         verdict = "ALLOWED" if decision.allowed else "DENIED"
-        extra = f" with oss:Prefix={key!r}" if context else ""
+        extra = (
+            " with " + ", ".join(f"{name}={value!r}" for name, value in context.items())
+            if context
+            else ""
+        )
         out.write(f"{verdict}: {action} on {resource}{extra}")
         if decision.statement_index is not None:
             statement = policy.document["Statement"][decision.statement_index - 1]
