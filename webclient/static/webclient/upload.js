@@ -173,6 +173,11 @@
     return option;
   }
 
+  function noOverwriteHeaders(ticket) {
+    const value = (ticket.headers || {})['x-oss-forbid-overwrite'] || 'true';
+    return { 'x-oss-forbid-overwrite': value };
+  }
+
   // ---- Uploading -----------------------------------------------------------------------------
 
   function progressRow(file) {
@@ -235,6 +240,10 @@
         mime: file.type || 'application/octet-stream',
         partSize: 1024 * 1024,
         parallel: 3,
+        // ali-oss sends these on the initiation, every part and the completion (or on the one
+        // PutObject of a small file): OSS then refuses to replace an existing object, and the
+        // session policy refuses any upload request without it.
+        headers: noOverwriteHeaders(ticket),
         callback: callbackOption(ticket),
         progress: fraction => row.set(Math.round(fraction * 100)),
       });
