@@ -2,15 +2,15 @@
 
 OSS, as documented:
 
-- `x-oss-forbid-overwrite: true` on PutObject, CopyObject, InitiateMultipartUpload,
-  CompleteMultipartUpload, PutSymlink and PostObject (a form field there) refuses to replace an
-  existing key: 409 `FileAlreadyExists`. Absent or `false`, the write replaces it. Any other
-  value is 400 `InvalidArgument`. (Versioned buckets ignore the header; the emulator has none.)
+- `x-oss-forbid-overwrite: true` on PutObject, CopyObject, CompleteMultipartUpload, PutSymlink
+  and PostObject (a form field there) refuses to replace an existing key: 409
+  `FileAlreadyExists`. Absent or `false`, the write replaces it. Any other value is 400
+  `InvalidArgument`. (Versioned buckets ignore the header; the emulator has none.)
 - Every one of those writes, and AppendObject and UploadPart, is authorized as `oss:PutObject`;
   an upload that sets tags (`x-oss-tagging`) also needs `oss:PutObjectTagging`.
 - RAM condition keys seen by the session policy: `oss:x-oss-forbid-overwrite` (the header's
-  value; for the operations above, whose documented default is to overwrite, `false` when the
-  header is absent, so that a policy requiring `true` refuses a request that leaves it out) and
+  value; for the operations above, InitiateMultipartUpload and AppendObject, whose default is to
+  write whatever exists, `false` when the header is absent, so that a policy requiring `true` refuses a request that leaves it out) and
   `oss:x-oss-object-acl` (the ACL an upload asks for, only when it asks for one).
 """
 
