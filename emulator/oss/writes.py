@@ -8,10 +8,11 @@ OSS, as documented:
   `InvalidArgument`. (Versioned buckets ignore the header; the emulator has none.)
 - Every one of those writes, and AppendObject and UploadPart, is authorized as `oss:PutObject`;
   an upload that sets tags (`x-oss-tagging`) also needs `oss:PutObjectTagging`.
-- RAM condition keys seen by the session policy: `oss:x-oss-forbid-overwrite` (the header's
-  value; for the operations above, InitiateMultipartUpload and AppendObject, whose default is to
-  write whatever exists, `false` when the header is absent, so that a policy requiring `true` refuses a request that leaves it out) and
-  `oss:x-oss-object-acl` (the ACL an upload asks for, only when it asks for one).
+- RAM condition keys the session policy sees (how the emulator models them):
+  `oss:x-oss-forbid-overwrite`, the header's value, and on the operations above,
+  InitiateMultipartUpload and AppendObject, whose default is to write whatever exists, `false`
+  when the header is absent, so that a policy requiring `true` refuses a request that leaves it
+  out; `oss:x-oss-object-acl`, the ACL an upload asks for, only when it asks for one.
 """
 
 from __future__ import annotations
