@@ -10,6 +10,7 @@ import pytest
 from oss2.exceptions import AccessDenied, ServerError
 
 from tests.emulator.conftest import BUCKET, assume_role, sts_bucket
+from tests.emulator.test_oss_post_and_callbacks import encode_policy, post, v1_fields
 
 OBJECTS = f"acs:oss:*:*:{BUCKET}/users/alice/*"
 NO_OVERWRITE = {"x-oss-forbid-overwrite": "true"}
@@ -148,3 +149,19 @@ def test_put_symlink_is_checked_like_an_upload(guarded, root_bucket):
         "NotImplemented",
     )
     assert root_bucket.get_object(key).read() == b"taken"
+
+
+def test_post_object_obeys_the_same_rules_through_its_form_fields(emu, root_bucket):
+    creds = assume_role(emu, policy=guarded_policy(), session="alice")
+    conditions = [{"bucket": BUCKET}, ["starts-with", "$key", "users/alice/"]]
+    signed = v1_fields(creds, encode_policy(conditions))
+    key = "users/alice/form.jpg"
+
+    refused = post(emu, {"key": key, **signed}, b"no header")
+    assert (refused.status_code, b"<Code>AccessDenied</Code>" in refused.content) == (403, True)
+    stored = post(emu, {"key": key, **NO_OVERWRITE, **signed}, b"first")
+    assert stored.status_code == 204, stored.content
+    again = post(emu, {"key": key, **NO_OVERWRITE, **signed}, b"second")
+    assert again.status_code == 409
+    assert b"<Code>FileAlreadyExists</Code>" in again.content
+    assert root_bucket.get_object(key).read() == b"first"
