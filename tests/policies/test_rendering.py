@@ -25,22 +25,30 @@ LISTING = {
     "Condition": {"StringLike": {"oss:Prefix": [f"{PREFIX}*"]}},
 }
 
-# What every writing scope adds: no write that could replace an object (OSS refuses an existing
-# key only when the request says x-oss-forbid-overwrite: true), no ACL on upload, and none of the
-# writes an app never needs (its deletions go through the app server).
+
+def no_overwrite_no_acl(resource: str) -> list[dict]:
+    """Every template that allows uploads denies those that could replace an object or set an
+    ACL (OSS refuses an existing key only when the request says x-oss-forbid-overwrite: true)."""
+    return [
+        {
+            "Effect": "Deny",
+            "Action": ["oss:PutObject"],
+            "Resource": [resource],
+            "Condition": {"StringNotEquals": {"oss:x-oss-forbid-overwrite": ["true"]}},
+        },
+        {
+            "Effect": "Deny",
+            "Action": ["oss:PutObject"],
+            "Resource": [resource],
+            "Condition": {"StringLike": {"oss:x-oss-object-acl": ["*"]}},
+        },
+    ]
+
+
+# What every user scope that writes adds: the guards above, and none of the writes an app never
+# needs (its deletions go through the app server).
 UPLOAD_GUARDS = [
-    {
-        "Effect": "Deny",
-        "Action": ["oss:PutObject"],
-        "Resource": [OBJECTS],
-        "Condition": {"StringNotEquals": {"oss:x-oss-forbid-overwrite": ["true"]}},
-    },
-    {
-        "Effect": "Deny",
-        "Action": ["oss:PutObject"],
-        "Resource": [OBJECTS],
-        "Condition": {"StringLike": {"oss:x-oss-object-acl": ["*"]}},
-    },
+    *no_overwrite_no_acl(OBJECTS),
     {
         "Effect": "Deny",
         "Action": [
@@ -95,7 +103,10 @@ EXPECTED_USER = {
 EXPECTED_BUCKET_WIDE = {
     "all": {
         "Version": "1",
-        "Statement": [{"Effect": "Allow", "Action": ["oss:*"], "Resource": ["acs:oss:*:*:*"]}],
+        "Statement": [
+            {"Effect": "Allow", "Action": ["oss:*"], "Resource": ["acs:oss:*:*:*"]},
+            *no_overwrite_no_acl("acs:oss:*:*:*"),
+        ],
     },
     "bucket_read": {
         "Version": "1",
@@ -121,7 +132,8 @@ EXPECTED_BUCKET_WIDE = {
                     "oss:ListObjects",
                 ],
                 "Resource": [f"acs:oss:*:*:{BUCKET}/*", f"acs:oss:*:*:{BUCKET}"],
-            }
+            },
+            *no_overwrite_no_acl(f"acs:oss:*:*:{BUCKET}/*"),
         ],
     },
 }
