@@ -1,6 +1,6 @@
 """OSS upload callbacks, as OSS sends them after PutObject, PostObject and CompleteMultipartUpload.
 
-What this reproduces of OSS (wire facts: alibaba-wire.md section 4):
+What this reproduces of OSS (wire facts: docs/alibaba-wire.md, upload callbacks):
 
 - `x-oss-callback` / `x-oss-callback-var` parsing: each header at most 5 KB, base64 of a JSON
   object; `callbackUrl` (required, up to 5 URLs joined by ";", http or https; a URL without a
@@ -13,8 +13,7 @@ What this reproduces of OSS (wire facts: alibaba-wire.md section 4):
   ${operation}` and `${x:name}`; substituted values are URL-encoded in form bodies and
   JSON-escaped in JSON bodies, so an object key cannot break the body's syntax. A variable that
   has no value (an `x:` variable that was not sent, image fields of a non-image) becomes "".
-- Image facts read from the object's first bytes only (PNG, JPEG, GIF, WebP, BMP headers), never
-  the whole object.
+- Image facts come from emulator.oss.images (the object's header bytes only).
 - The POST OSS makes: the URLs are tried in order until one succeeds; headers `authorization`
   (base64 RSA PKCS#1 v1.5 signature with MD5 over `url_decode(path)` + `"?" + raw query` if any
   + "\\n" + body), `x-oss-pub-key-url` (base64 of the URL where the public key is served),
@@ -43,7 +42,6 @@ import os
 import re
 import socket
 import ssl
-import struct
 import threading
 import time
 from collections.abc import Mapping
@@ -51,12 +49,13 @@ from dataclasses import dataclass, field
 from email.utils import formatdate
 from pathlib import Path
 from types import MappingProxyType
-from typing import BinaryIO
 from urllib.parse import quote, unquote, urlsplit
 from xml.sax.saxutils import escape
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from emulator.oss.images import ImageInfo
 
 MAX_HEADER_BYTES = 5 * 1024
 MAX_URLS = 5
@@ -84,13 +83,6 @@ class CallbackSpec:
     body_type: str  # FORM or JSON_TYPE
     variables: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     sni: bool = False
-
-
-@dataclass(frozen=True)
-class ImageInfo:
-    width: int
-    height: int
-    format: str  # "png", "jpg", "gif", "webp", "bmp"
 
 
 @dataclass(frozen=True)
@@ -244,106 +236,6 @@ def render_body(spec: CallbackSpec, facts: ObjectFacts) -> bytes:
         return escape_value(value or "")
 
     return _VARIABLE.sub(substitute, spec.body_template).encode("utf-8")
-
-
-# --- image headers -----------------------------------------------------------------------------
-
-
-def _read_exact(stream: BinaryIO, n: int) -> bytes | None:
-    data = stream.read(n)
-    while data is not None and len(data) < n:
-        more = stream.read(n - len(data))
-        if not more:
-            return None
-        data += more
-    return data
-
-
-def _skip(stream: BinaryIO, n: int) -> bool:
-    while n > 0:
-        chunk = stream.read(min(n, 64 * 1024))
-        if not chunk:
-            return False
-        n -= len(chunk)
-    return True
-
-
-def _jpeg_size(stream: BinaryIO) -> ImageInfo | None:
-    # Walk the marker segments until a Start Of Frame; skipped segments are read and dropped in
-    # bounded chunks. Give up after 16 MiB: no real JPEG hides its frame header that far.
-    budget = 16 * 1024 * 1024
-    while budget > 0:
-        byte = stream.read(1)
-        if not byte:
-            return None
-        if byte != b"\xff":
-            return None
-        marker = stream.read(1)
-        while marker == b"\xff":  # fill bytes
-            marker = stream.read(1)
-        if not marker:
-            return None
-        code = marker[0]
-        if code in (0x01, *range(0xD0, 0xD9)):
-            continue  # markers without a length
-        if code == 0xD9:
-            return None
-        length_bytes = _read_exact(stream, 2)
-        if length_bytes is None:
-            return None
-        (length,) = struct.unpack(">H", length_bytes)
-        if length < 2:
-            return None
-        if 0xC0 <= code <= 0xCF and code not in (0xC4, 0xC8, 0xCC):
-            frame = _read_exact(stream, 5)
-            if frame is None:
-                return None
-            _precision, height, width = struct.unpack(">BHH", frame)
-            return ImageInfo(width=width, height=height, format="jpg")
-        if not _skip(stream, length - 2):
-            return None
-        budget -= length + 2
-    return None
-
-
-def image_info(stream: BinaryIO) -> ImageInfo | None:
-    """Width, height and format of an image from its header bytes (from the stream's current
-    position), or None when the bytes are not an image this recognises."""
-    head = _read_exact(stream, 2)
-    if head is None:
-        return None
-    if head == b"\xff\xd8":
-        return _jpeg_size(stream)
-    rest = stream.read(28) or b""
-    data = head + rest
-    if data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) >= 24 and data[12:16] == b"IHDR":
-        width, height = struct.unpack(">II", data[16:24])
-        return ImageInfo(width=width, height=height, format="png")
-    if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
-        width, height = struct.unpack("<HH", data[6:10])
-        return ImageInfo(width=width, height=height, format="gif")
-    if data.startswith(b"BM") and len(data) >= 26:
-        (dib_size,) = struct.unpack("<I", data[14:18])
-        if dib_size == 12:  # OS/2 BITMAPCOREHEADER
-            width, height = struct.unpack("<HH", data[18:22])
-        else:
-            width, height = struct.unpack("<ii", data[18:26])
-        return ImageInfo(width=abs(width), height=abs(height), format="bmp")
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP" and len(data) >= 30:
-        chunk = data[12:16]
-        if chunk == b"VP8 " and data[23:26] == b"\x9d\x01\x2a":
-            width, height = struct.unpack("<HH", data[26:30])
-            return ImageInfo(width=width & 0x3FFF, height=height & 0x3FFF, format="webp")
-        if chunk == b"VP8L" and data[20] == 0x2F:
-            (bits,) = struct.unpack("<I", data[21:25])
-            return ImageInfo(
-                width=(bits & 0x3FFF) + 1, height=((bits >> 14) & 0x3FFF) + 1, format="webp"
-            )
-        if chunk == b"VP8X":
-            width = int.from_bytes(data[24:27], "little") + 1
-            height = int.from_bytes(data[27:30], "little") + 1
-            return ImageInfo(width=width, height=height, format="webp")
-    return None
 
 
 # --- signing -----------------------------------------------------------------------------------

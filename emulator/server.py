@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 from emulator import callbacks
 from emulator.clock import Clock
 from emulator.config import PUBLIC_KEY_PATH, EmulatorConfig
+from emulator.oss import images
 from emulator.oss.errors import OssError, error_xml
 from emulator.oss.keys import BUCKET_NAME
 from emulator.oss.service import MAX_SINGLE_PUT, OssService
@@ -303,7 +304,7 @@ class CallbackHook:
         try:
             if handles:
                 # Only the header of the first blob is read, whatever the object's size.
-                image = callbacks.image_info(handles[0][0])
+                image = images.image_info(handles[0][0])
         finally:
             for handle, _, _ in handles:
                 handle.close()

@@ -1,5 +1,6 @@
-"""OSS upload callbacks (emulator/callbacks.py): parsing, rendering, image headers, and real signed
-POSTs to a loopback receiver, verified the way the app server verifies them."""
+"""OSS upload callbacks (emulator/callbacks.py, emulator/oss/images.py): parsing, rendering, image
+headers, and real signed POSTs to a loopback receiver, verified the way the app server verifies
+them."""
 
 from __future__ import annotations
 
@@ -32,9 +33,7 @@ from emulator.callbacks import (
     CallbackArgumentError,
     CallbackSigner,
     CallbackSpec,
-    ImageInfo,
     ObjectFacts,
-    image_info,
     parse_callback,
     render_body,
     send_callback,
@@ -44,6 +43,7 @@ from emulator.config import (
     DEFAULT_ROOT_ACCESS_KEY_ID,
     DEFAULT_ROOT_ACCESS_KEY_SECRET,
 )
+from emulator.oss.images import ImageInfo, image_info
 
 
 def b64json(document) -> str:
