@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 from accounts.permissions import IsActiveAccount
 from policies.services import ALL_SCOPES, DEFAULT_SCOPE
 from tokens.serializers import CredentialsOutputSerializer, StsErrorSerializer
-from tokens.services import credentials_for_user
+from tokens.services import credentials_issue
 
 _ERRORS = {
     400: OpenApiResponse(StsErrorSerializer, description="invalid_scope"),
@@ -51,12 +51,12 @@ _DOC = (
 class CredentialsApi(APIView):
     permission_classes = [IsActiveAccount]
     # The per-user "credentials" rate is enforced by the service, in the same Redis round trip
-    # that reads the cached credentials (tokens.services._count_request_and_fetch).
+    # that reads the cached credentials (tokens.services.rate).
     throttle_classes: list = []
     error_format = "sts"
 
     def _respond(self, request: Request) -> Response:
-        issued = credentials_for_user(
+        issued = credentials_issue(
             user=request.user,
             scope=request.query_params.get("scope") or DEFAULT_SCOPE,
             client_ip=BaseThrottle().get_ident(request),

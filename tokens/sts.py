@@ -11,7 +11,7 @@ What it assumes on the cloud side (set up once per deployment, see docs):
   carry the whole role, so this module refuses to call STS without one.
 - The role's MaxSessionDuration (3600-43200 s) is at least ``STS_DURATION_SECONDS`` (>= 900), or
   STS refuses with InvalidParameter.DurationSeconds.
-- AssumeRole is limited to about 100 calls per second per account. tokens/services.py reuses each
+- AssumeRole is limited to about 100 calls per second per account. tokens.services reuses each
   result for its lifetime; this module makes exactly one attempt per call (the SDK's automatic
   retries are off), bounded by ``STS_TIMEOUT_SECONDS`` for the connection and for the answer.
 

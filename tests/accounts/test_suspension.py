@@ -8,7 +8,7 @@ from django.test import Client
 from django.urls import reverse
 
 from policies.services import ALL_SCOPES
-from tokens.services import credentials_cache_key, credentials_for_user
+from tokens.services import credentials_cache_key, credentials_issue
 
 pytestmark = pytest.mark.django_db
 
@@ -23,8 +23,8 @@ def _changelist_action(client: Client, action: str, *users) -> None:
 
 def test_admin_suspend_and_unsuspend_actions(admin_client, staff_user, user, other_user, alibaba):
     for scope in ("read", "readwrite"):
-        credentials_for_user(user=user, scope=scope, client_ip="127.0.0.1", user_agent="test")
-    credentials_for_user(user=other_user, scope="read", client_ip=None, user_agent="")
+        credentials_issue(user=user, scope=scope, client_ip="127.0.0.1", user_agent="test")
+    credentials_issue(user=other_user, scope="read", client_ip=None, user_agent="")
     assert cache.get(credentials_cache_key(user=user, scope="readwrite")) is not None
 
     _changelist_action(admin_client, "suspend_users", user)
@@ -51,7 +51,7 @@ def test_suspended_user_gets_no_credentials_from_the_service(user, alibaba):
     user_suspend(user=user, reason="test")
     calls = alibaba.sts.assume_role_calls
     with pytest.raises(AccountSuspended):
-        credentials_for_user(user=user, scope="read", client_ip=None, user_agent="")
+        credentials_issue(user=user, scope="read", client_ip=None, user_agent="")
     assert alibaba.sts.assume_role_calls == calls
 
 

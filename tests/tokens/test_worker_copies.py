@@ -15,7 +15,7 @@ from django.core.cache import cache
 
 from accounts.services import user_suspend, user_unsuspend
 from appserver.errors import Throttled
-from tokens.services import credentials_cache_key, credentials_for_user
+from tokens.services import credentials_cache_key, credentials_issue
 from tokens.worker_copies import WorkerCopies
 
 pytestmark = pytest.mark.django_db
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.django_db
 
 def _ask(user, scope: str = "readwrite"):
     user.refresh_from_db()  # what authentication does on every request
-    return credentials_for_user(user=user, scope=scope, client_ip=None, user_agent="")
+    return credentials_issue(user=user, scope=scope, client_ip=None, user_agent="")
 
 
 def _set_rate(settings, rate: str) -> None:

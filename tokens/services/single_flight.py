@@ -1,0 +1,183 @@
+"""One AssumeRole call per (user, scope) per lifetime window, however many requests miss at once.
+
+AssumeRole is capped at ~100 calls/second per Alibaba account, so calling it per request would
+fall over long before Django does. When many requests miss at once, one of them (per key, across
+processes: a ``cache.add`` lock; within a process: a striped thread lock) calls STS, the others
+wait briefly and read its result. If STS fails, the failure is remembered for a few seconds so
+the waiters (and the next requests) answer 503 at once instead of queueing more calls at a
+failing STS.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import time
+
+from django.conf import settings
+from django.core.cache import cache
+
+from accounts.models import User
+from appserver.errors import ServiceUnavailable
+from policies.services import RenderedPolicy
+from tokens.services.keys import failure_key, local_lock, lock_key
+from tokens.services.ledger import grant_record
+from tokens.services.sealing import (
+    CachedEntry,
+    entry_seal,
+    entry_unseal_current,
+    refresh_margin_seconds,
+)
+from tokens.sts import StsError, sts_assume_role
+
+logger = logging.getLogger(__name__)
+
+# How long an STS failure is remembered per key: long enough to turn a stampede into one call,
+# short enough that recovery shows within seconds.
+FAILURE_MEMORY_SECONDS = 3
+POLL_INTERVAL_SECONDS = 0.05
+_SESSION_NAME_CHARS = re.compile(r"[^A-Za-z0-9.@_-]")
+
+# Seconds a client should wait, and the code it gets, per kind of STS failure.
+_FAILURES = {
+    "throttled": (
+        "sts_throttled",
+        2,
+        "Too many credential requests are reaching STS right now. Retry in a few seconds.",
+    ),
+    "timeout": ("sts_timeout", 5, "STS did not answer in time. Retry later."),
+    "unreachable": (
+        "sts_unavailable",
+        5,
+        "Temporary credentials cannot be issued right now. Retry later.",
+    ),
+    "refused": (
+        "sts_refused",
+        60,
+        "The credentials service is misconfigured and cannot issue credentials. Retry later.",
+    ),
+}
+
+
+def _unavailable(kind: str) -> ServiceUnavailable:
+    code, retry_after, message = _FAILURES.get(kind, _FAILURES["unreachable"])
+    return ServiceUnavailable(message, code=code, retry_after=retry_after)
+
+
+def session_name_for(*, user: User) -> str:
+    """RoleSessionName: shows up in ActionTrail, so it names the user by public id (never the
+    username); 2-64 characters of [A-Za-z0-9.@_-]."""
+    return _SESSION_NAME_CHARS.sub("", f"app-{user.public_id}")[:64]
+
+
+def entry_issue_from_sts(
+    *,
+    user: User,
+    scope: str,
+    policy: RenderedPolicy,
+    key: str,
+    client_ip: str | None,
+    user_agent: str,
+) -> CachedEntry:
+    """Call AssumeRole, record the grant in the ledger and cache the sealed entry under `key`."""
+    credentials = sts_assume_role(
+        role_arn=settings.STS_ROLE_ARN,
+        policy=policy.text,
+        session_name=session_name_for(user=user),
+        duration_seconds=settings.STS_DURATION_SECONDS,
+    )
+    grant = grant_record(
+        user=user,
+        scope=scope,
+        policy=policy,
+        credentials=credentials,
+        client_ip=client_ip,
+        user_agent=user_agent,
+    )
+    entry = CachedEntry(
+        user_pk=user.pk,
+        scope=scope,
+        policy_sha256=policy.sha256,
+        access_key_id=credentials.access_key_id,
+        access_key_secret=credentials.access_key_secret,
+        security_token=credentials.security_token,
+        expiration=int(credentials.expiration.timestamp()),
+        grant_id=grant.pk,
+    )
+    ttl = int(entry.refresh_at() - time.time())
+    if ttl <= 0:
+        # Handed out this once (they are the freshest there are) but never reused.
+        logger.warning(
+            "STS returned credentials valid for less than the %d s refresh margin: check "
+            "STS_DURATION_SECONDS, CREDENTIALS_SAFETY_WINDOW_SECONDS and the server clock.",
+            refresh_margin_seconds(),
+        )
+        return entry
+    cache.set(key, entry_seal(entry), timeout=ttl)
+    # A suspension that landed while STS was answering must not leave a usable entry behind.
+    if User.objects.filter(pk=user.pk, is_suspended=True).exists():
+        cache.delete(key)
+    return entry
+
+
+def _read_current(
+    key: str, *, user_pk: int, scope: str, policy: RenderedPolicy
+) -> CachedEntry | None:
+    return entry_unseal_current(cache.get(key), user_pk=user_pk, scope=scope, policy=policy)
+
+
+def entry_issue_single_flight(
+    *,
+    user: User,
+    scope: str,
+    policy: RenderedPolicy,
+    key: str,
+    client_ip: str | None,
+    user_agent: str,
+) -> tuple[CachedEntry, bool]:
+    """The entry to hand out and whether it was reused (False: this request called STS)."""
+    held, failed_key = lock_key(key), failure_key(key)
+    sts_timeout = float(settings.STS_TIMEOUT_SECONDS)
+    # The holder's STS call is bounded by the connect + read timeouts; the lock outlives it a
+    # little, and expires on its own if the holder's process dies.
+    lock_ttl = int(2 * sts_timeout) + 5
+    deadline = time.monotonic() + lock_ttl + 1
+    local = local_lock(key)
+    if not local.acquire(timeout=lock_ttl + 1):
+        raise _unavailable("timeout")
+    try:
+        while True:
+            entry = _read_current(key, user_pk=user.pk, scope=scope, policy=policy)
+            if entry is not None:
+                return entry, True
+            failed = cache.get(failed_key)
+            if isinstance(failed, str):
+                raise _unavailable(failed)
+            token = secrets.token_hex(8)
+            if cache.add(held, token, timeout=lock_ttl):
+                try:
+                    entry = _read_current(key, user_pk=user.pk, scope=scope, policy=policy)
+                    if entry is not None:
+                        return entry, True
+                    try:
+                        entry = entry_issue_from_sts(
+                            user=user,
+                            scope=scope,
+                            policy=policy,
+                            key=key,
+                            client_ip=client_ip,
+                            user_agent=user_agent,
+                        )
+                    except StsError as exc:
+                        cache.set(failed_key, exc.kind, timeout=FAILURE_MEMORY_SECONDS)
+                        raise _unavailable(exc.kind) from None
+                    return entry, False
+                finally:
+                    if cache.get(held) == token:
+                        cache.delete(held)
+            if time.monotonic() >= deadline:
+                raise _unavailable("timeout")
+            time.sleep(POLL_INTERVAL_SECONDS)
+    finally:
+        local.release()
