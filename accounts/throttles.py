@@ -2,24 +2,17 @@ from __future__ import annotations
 
 import hashlib
 
-from rest_framework.settings import api_settings
-from rest_framework.throttling import SimpleRateThrottle
+from appserver.throttling import SettingsRateThrottle
 
 
-class _SettingsRateThrottle(SimpleRateThrottle):
-    # DRF binds THROTTLE_RATES at import; read the rate when asked so settings changes apply.
-    def get_rate(self) -> str | None:
-        return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
-
-
-class LoginIPThrottle(_SettingsRateThrottle):
+class LoginIPThrottle(SettingsRateThrottle):
     scope = "login_ip"
 
     def get_cache_key(self, request, view) -> str:
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
 
 
-class LoginUsernameThrottle(_SettingsRateThrottle):
+class LoginUsernameThrottle(SettingsRateThrottle):
     """Stops password guessing against one account from many addresses."""
 
     scope = "login_username"

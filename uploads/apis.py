@@ -13,14 +13,21 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import IsActiveAccount
-from accounts.throttles import _SettingsRateThrottle
 from appserver.errors import AppError, MethodNotAllowed, NotFound, error_response
+from appserver.throttling import SettingsRateThrottle
 from uploads import oss, selectors, services
-from uploads import serializers as s
 from uploads.callback_signature import callback_verify
+from uploads.serializers import (
+    TicketInputSerializer,
+    TicketOutputSerializer,
+    UploadDetailOutputSerializer,
+    UploadListFilterSerializer,
+    UploadOutputSerializer,
+    UsageOutputSerializer,
+)
 
 
-class TicketThrottle(_SettingsRateThrottle):
+class TicketThrottle(SettingsRateThrottle):
     """Per user: minting tickets reserves quota, so it is rate-limited like credentials."""
 
     scope = "tickets"
@@ -33,9 +40,9 @@ class TicketCreateApi(APIView):
     permission_classes = [IsActiveAccount]
     throttle_classes = [TicketThrottle]
 
-    @extend_schema(request=s.TicketInputSerializer, responses={201: s.TicketOutputSerializer})
+    @extend_schema(request=TicketInputSerializer, responses={201: TicketOutputSerializer})
     def post(self, request: Request) -> Response:
-        data = s.TicketInputSerializer(data=request.data)
+        data = TicketInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         issued = services.ticket_issue(user=request.user, **data.validated_data)
         ticket = issued.ticket
@@ -51,7 +58,7 @@ class TicketCreateApi(APIView):
             "headers": issued.headers,
             "callback": issued.callback,
         }
-        return Response(s.TicketOutputSerializer(body).data, status=status.HTTP_201_CREATED)
+        return Response(TicketOutputSerializer(body).data, status=status.HTTP_201_CREATED)
 
 
 class UploadPagination(CursorPagination):
@@ -65,21 +72,21 @@ class UploadListApi(APIView):
     permission_classes = [IsActiveAccount]
 
     @extend_schema(
-        parameters=[s.UploadListFilterSerializer], responses=s.UploadOutputSerializer(many=True)
+        parameters=[UploadListFilterSerializer], responses=UploadOutputSerializer(many=True)
     )
     def get(self, request: Request) -> Response:
-        filters = s.UploadListFilterSerializer(data=request.query_params)
+        filters = UploadListFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         uploads = selectors.upload_list(user=request.user, **filters.validated_data)
         paginator = UploadPagination()
         page = paginator.paginate_queryset(uploads, request, view=self)
-        return paginator.get_paginated_response(s.UploadOutputSerializer(page, many=True).data)
+        return paginator.get_paginated_response(UploadOutputSerializer(page, many=True).data)
 
 
 class UploadDetailApi(APIView):
     permission_classes = [IsActiveAccount]
 
-    @extend_schema(responses=s.UploadDetailOutputSerializer)
+    @extend_schema(responses=UploadDetailOutputSerializer)
     def get(self, request: Request, upload_id: int) -> Response:
         upload = selectors.upload_get(user=request.user, upload_id=upload_id)
         if upload is None:
@@ -87,7 +94,7 @@ class UploadDetailApi(APIView):
         signed = oss.oss_sign_download_url(key=upload.key, filename=upload.filename)
         upload.download_url = signed.url
         upload.download_expires_at = signed.expires_at
-        return Response(s.UploadDetailOutputSerializer(upload).data)
+        return Response(UploadDetailOutputSerializer(upload).data)
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, upload_id: int) -> Response:
@@ -98,7 +105,7 @@ class UploadDetailApi(APIView):
 class UsageApi(APIView):
     permission_classes = [IsActiveAccount]
 
-    @extend_schema(responses=s.UsageOutputSerializer)
+    @extend_schema(responses=UsageOutputSerializer)
     def get(self, request: Request) -> Response:
         usage = selectors.usage_get(user=request.user)
         max_bytes, max_objects = selectors.usage_limits(usage=usage)
@@ -110,7 +117,7 @@ class UsageApi(APIView):
             "max_bytes": max_bytes,
             "max_objects": max_objects,
         }
-        return Response(s.UsageOutputSerializer(body).data)
+        return Response(UsageOutputSerializer(body).data)
 
 
 @csrf_exempt
