@@ -5,7 +5,6 @@ from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
 from accounts.models import User
 from accounts.services import user_suspend, user_unsuspend
-from uploads.admin import StorageUsageInline
 
 
 @admin.register(User)
@@ -19,7 +18,6 @@ class UserAdmin(BaseUserAdmin):
         ("Storage", {"fields": ("public_id", "is_suspended", "suspended_at", "suspension_reason")}),
     )
     actions = ["suspend_users", "unsuspend_users"]
-    inlines = [StorageUsageInline]
 
     @admin.action(description="Suspend: no more credentials or uploads, cached credentials dropped")
     def suspend_users(self, request, queryset) -> None:

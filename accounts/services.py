@@ -6,8 +6,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import User
+from accounts.signals import user_suspended
 from appserver.errors import Conflict, InvalidInput
-from tokens.services import credentials_forget_user
 
 
 def user_register(*, username: str, password: str, email: str = "") -> User:
@@ -28,13 +28,14 @@ def user_register(*, username: str, password: str, email: str = "") -> User:
 
 
 def user_suspend(*, user: User, reason: str = "") -> User:
-    """Suspend at once: no more credentials or tickets, cached credentials dropped, and the
-    user's late upload callbacks are refused (the callback checks the owner's state)."""
+    """Suspend at once: no more credentials or tickets, and the user's late upload callbacks are
+    refused (the callback checks the owner's state). Sends `user_suspended` once, on which the
+    apps above drop what the user could still be handed (tokens: the cached credentials)."""
     User.objects.filter(pk=user.pk).update(
         is_suspended=True, suspended_at=timezone.now(), suspension_reason=reason[:255]
     )
     user.refresh_from_db(fields=["is_suspended", "suspended_at", "suspension_reason"])
-    credentials_forget_user(user=user)
+    user_suspended.send(sender=User, user=user)
     return user
 
 

@@ -9,6 +9,7 @@ from django.http import HttpResponse
 from django.template.defaultfilters import filesizeformat
 from django.utils.html import format_html
 
+from accounts.admin import UserAdmin
 from uploads import oss
 from uploads.models import CallbackRefusal, StorageUsage, Upload, UploadTicket
 from uploads.selectors import usage_limits
@@ -174,3 +175,8 @@ class StorageUsageInline(UsageDisplayMixin, admin.StackedInline):
     fields = ("max_bytes", "max_objects", "used", "reserved")
     readonly_fields = ("used", "reserved")
     verbose_name = verbose_name_plural = "storage quota"
+
+
+# The quota belongs to uploads, so uploads puts it on the user's admin page: accounts knows
+# nothing of the apps built on it.
+UserAdmin.inlines = [*UserAdmin.inlines, StorageUsageInline]

@@ -62,3 +62,20 @@ def test_user_admin_lists_suspension(admin_client, user):
     page = admin_client.get(reverse("admin:accounts_user_changelist"), {"is_suspended__exact": 1})
     assert page.status_code == 200
     assert user.username in page.content.decode()
+
+
+def test_suspension_publishes_one_event_with_the_suspended_user(user):
+    from accounts.services import user_suspend
+    from accounts.signals import user_suspended
+
+    received = []
+
+    def listener(sender, *, user, **kwargs):
+        received.append((user.pk, user.is_suspended))
+
+    user_suspended.connect(listener)
+    try:
+        user_suspend(user=user, reason="test")
+    finally:
+        user_suspended.disconnect(listener)
+    assert received == [(user.pk, True)]
