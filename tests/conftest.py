@@ -8,11 +8,10 @@ mocked: the app server calls the emulator over real HTTP with the official SDKs.
 from __future__ import annotations
 
 import pytest
-from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from tests.factories import PASSWORD, UserFactory
-from tests.helpers import bearer
+from tests.helpers import bearer, cache_clear
 from tokens.services import credentials_forget_local_copies
 
 
@@ -20,10 +19,10 @@ from tokens.services import credentials_forget_local_copies
 def _fresh_cache():
     # Throttle counters and cached credentials (and the worker's copies of them, which live in
     # this process with the live server) must not leak from one test into the next.
-    cache.clear()
+    cache_clear()
     credentials_forget_local_copies()
     yield
-    cache.clear()
+    cache_clear()
     credentials_forget_local_copies()
 
 

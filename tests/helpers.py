@@ -7,7 +7,23 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from django.core.cache import cache
 from rest_framework_simplejwt.tokens import RefreshToken
+
+
+def cache_clear() -> None:
+    """Empty this test process's cache: in Redis only the keys under its own prefix.
+
+    Django's RedisCache.clear() flushes the whole Redis database, which would wipe the throttle
+    counters and credentials of the tests other xdist workers are running at that moment.
+    """
+    if not hasattr(cache, "incr_window"):  # the local-memory cache is this process's own
+        cache.clear()
+        return
+    client = cache._cache.get_client(write=True)
+    stale = list(client.scan_iter(match=f"{cache.key_prefix}:*", count=1000))
+    if stale:
+        client.delete(*stale)
 
 
 def bearer(user) -> dict[str, str]:

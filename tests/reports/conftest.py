@@ -21,10 +21,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from accounts.models import User
-from tests.factories import UserFactory
+from tests.factories import (
+    CallbackRefusalFactory,
+    CredentialGrantFactory,
+    StorageUsageFactory,
+    UploadFactory,
+    UserFactory,
+)
 from tests.webclient.conftest import chromium_path  # noqa: F401 - fixture for the browser test
 from tokens.models import CredentialGrant
-from uploads.models import CallbackRefusal, StorageUsage, Upload
+from uploads.models import CallbackRefusal, Upload
 
 
 def at(text: str) -> datetime:
@@ -32,7 +38,7 @@ def at(text: str) -> datetime:
 
 
 def make_upload(owner: User, content_type: str, size: int, when: datetime, status: str) -> Upload:
-    upload = Upload.objects.create(
+    upload = UploadFactory(
         owner=owner,
         bucket="test-bucket",
         key=f"users/{owner.public_id}/{when:%Y%m%d%H%M%S}-{size}",
@@ -47,7 +53,7 @@ def make_upload(owner: User, content_type: str, size: int, when: datetime, statu
 
 
 def make_refusal(owner: User, reason: str, when: datetime, content_type: str = "") -> None:
-    refusal = CallbackRefusal.objects.create(
+    refusal = CallbackRefusalFactory(
         reason=reason,
         message="m",
         owner=owner,
@@ -59,22 +65,10 @@ def make_refusal(owner: User, reason: str, when: datetime, content_type: str = "
 
 
 def make_grant(user: User, when: datetime) -> None:
-    grant = CredentialGrant.objects.create(
-        user=user,
-        scope="upload",
-        bucket="test-bucket",
-        prefix=f"users/{user.public_id}/",
-        policy_sha256="0" * 64,
-        access_key_id="STS.test",
-        expiration=when + timedelta(hours=1),
+    grant = CredentialGrantFactory(
+        user=user, scope="upload", bucket="test-bucket", expiration=when + timedelta(hours=1)
     )
     CredentialGrant.objects.filter(pk=grant.pk).update(created_at=when)
-
-
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    # These tests never log in with a password; PBKDF2 would dominate their run time.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @dataclass
@@ -96,8 +90,8 @@ def known(db) -> Known:
     make_upload(bob, "image/jpeg", 300, at("2026-03-03T12:00:00"), "active")
     make_upload(bob, "application/pdf", 4000, at("2026-04-01T09:00:00"), "missing")
     make_upload(bob, "image/jpeg", 100, at("2026-04-15T18:30:00"), "active")
-    StorageUsage.objects.create(user=alice, objects_used=3, bytes_used=53000)
-    StorageUsage.objects.create(
+    StorageUsageFactory(user=alice, objects_used=3, bytes_used=53000)
+    StorageUsageFactory(
         user=bob, objects_used=2, bytes_used=400, bytes_reserved=5000, objects_reserved=1
     )
     make_refusal(alice, "quota_exceeded", at("2026-03-05T10:00:00"))

@@ -7,9 +7,8 @@ from datetime import UTC, datetime, time, timedelta
 import pytest
 from django.utils import timezone
 
-from tests.factories import UserFactory
+from tests.factories import StorageUsageFactory, UserFactory
 from tests.reports.conftest import make_upload
-from uploads.models import StorageUsage
 
 pytestmark = pytest.mark.django_db
 
@@ -25,7 +24,7 @@ def recent(db):
     make_upload(dana, "image/jpeg", 1500, noon, "active")
     make_upload(dana, "image/jpeg", 2500, noon - timedelta(days=2), "active")
     make_upload(dana, "video/mp4", 3 * 1024**2, noon - timedelta(days=2, hours=1), "active")
-    StorageUsage.objects.create(user=dana, objects_used=3, bytes_used=4000 + 3 * 1024**2)
+    StorageUsageFactory(user=dana, objects_used=3, bytes_used=4000 + 3 * 1024**2)
     return today
 
 

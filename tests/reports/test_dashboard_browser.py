@@ -14,10 +14,9 @@ from django.conf import settings
 from django.test import Client
 from django.utils import timezone
 
-from tests.factories import UserFactory
+from tests.factories import StorageUsageFactory, UserFactory
 from tests.reports.conftest import make_upload
 from tests.webclient.conftest import headless_chromium
-from uploads.models import StorageUsage
 
 URL = "/admin/reports/reportsdashboard/"
 
@@ -29,7 +28,7 @@ def test_dashboard_chart_renders_in_chromium(live_server, chromium_path, tmp_pat
     erin = UserFactory(username="erin")
     for days, size in ((0, 4000), (0, 6000), (3, 1000)):
         make_upload(erin, "image/png", size, noon - timedelta(days=days), "active")
-    StorageUsage.objects.create(user=erin, objects_used=3, bytes_used=11000)
+    StorageUsageFactory(user=erin, objects_used=3, bytes_used=11000)
     staff = UserFactory(is_staff=True, is_superuser=True)
     client = Client()
     client.force_login(staff)

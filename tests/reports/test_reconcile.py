@@ -20,7 +20,7 @@ from django.utils import timezone
 from accounts.models import User
 from reports.models import ReconciliationFinding, ReconciliationRun
 from reports.reconciliation import reconciliation_run
-from tests.factories import UserFactory
+from tests.factories import StorageUsageFactory, UploadFactory, UploadTicketFactory, UserFactory
 from uploads.models import StorageUsage, Upload, UploadTicket
 
 BUCKET = "reconcile-tests"
@@ -57,20 +57,19 @@ def listing(bucket: oss2.Bucket) -> list[tuple[str, int]]:
 
 
 def row(owner: User, key: str, size: int, status: str = "active") -> Upload:
-    return Upload.objects.create(
+    return UploadFactory(
         owner=owner, bucket=BUCKET, key=key, size=size, content_type="image/jpeg", status=status
     )
 
 
 def ticket(owner: User, key: str, reserved: int, expires_in: int) -> UploadTicket:
-    return UploadTicket.objects.create(
+    return UploadTicketFactory(
         owner=owner,
         bucket=BUCKET,
         key=key,
         filename="f.jpg",
         declared_size=reserved,
         content_type="image/jpeg",
-        reserved_bytes=reserved,
         expires_at=timezone.now() + timedelta(seconds=expires_in),
     )
 
@@ -124,10 +123,10 @@ def drift(oss_root) -> Drift:
     row(alice, a + "vanished.jpg", 500)  # object gone
     row(carol, c + "only.jpg", 50)  # carol has no object at all
     ticket(alice, a + "expired.jpg", 1000, expires_in=-60)  # never called back
-    StorageUsage.objects.create(
+    StorageUsageFactory(
         user=alice, objects_used=2, bytes_used=600, objects_reserved=2, bytes_reserved=3000
     )
-    StorageUsage.objects.create(user=carol, objects_used=1, bytes_used=50)
+    StorageUsageFactory(user=carol, objects_used=1, bytes_used=50)
     return Drift(alice=alice, bob=bob, carol=carol, a=a, b=b, c=c)
 
 

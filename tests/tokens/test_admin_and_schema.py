@@ -9,6 +9,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from tests.factories import CredentialGrantFactory
 from tests.helpers import CREDENTIALS_FIELDS
 from tokens.models import CredentialGrant
 
@@ -17,14 +18,10 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def grant(user) -> CredentialGrant:
-    return CredentialGrant.objects.create(
+    return CredentialGrantFactory(
         user=user,
         scope="readwrite",
-        bucket="app-uploads",
-        prefix=f"users/{user.public_id}/",
-        policy_sha256="0" * 64,
         access_key_id="STS.ledgerEntry0001",
-        expiration=timezone.now() + timedelta(hours=1),
         sts_request_id="REQ-1",
         client_ip="203.0.113.7",
         user_agent="MyApp/1.0",
@@ -33,15 +30,7 @@ def grant(user) -> CredentialGrant:
 
 
 def test_ledger_list_filters_and_search(admin_client, grant, other_user):
-    CredentialGrant.objects.create(
-        user=other_user,
-        scope="write",
-        bucket="app-uploads",
-        prefix=f"users/{other_user.public_id}/",
-        policy_sha256="1" * 64,
-        access_key_id="STS.otherEntry0002",
-        expiration=timezone.now() + timedelta(hours=1),
-    )
+    CredentialGrantFactory(user=other_user, scope="write", access_key_id="STS.otherEntry0002")
     url = reverse("admin:tokens_credentialgrant_changelist")
     page = admin_client.get(url)
     assert page.status_code == 200

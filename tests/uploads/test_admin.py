@@ -4,26 +4,27 @@ from __future__ import annotations
 
 import pytest
 
-from uploads.models import CallbackRefusal, StorageUsage, Upload, UploadTicket
+from tests.factories import (
+    CallbackRefusalFactory,
+    StorageUsageFactory,
+    UploadFactory,
+)
+from uploads.models import StorageUsage, UploadTicket
 
 
 @pytest.fixture
 def rows(user):
-    upload = Upload.objects.create(
+    upload = UploadFactory(
         owner=user,
-        bucket="app-uploads",
         key=f"users/{user.public_id}/x.png",
         filename="=cmd.png",
         size=2048,
-        content_type="image/png",
         image_width=3,
         image_height=4,
         image_format="png",
     )
-    CallbackRefusal.objects.create(
-        reason="no_ticket", message="No upload ticket names this object.", bucket="b", key="k"
-    )
-    StorageUsage.objects.create(user=user, bytes_used=2048, objects_used=1)
+    CallbackRefusalFactory(owner=None, bucket="b", key="k")
+    StorageUsageFactory(user=user, bytes_used=2048, objects_used=1)
     return upload
 
 
@@ -63,9 +64,7 @@ def test_upload_list_survives_a_broken_storage_configuration(admin_client, rows,
 
 @pytest.mark.django_db
 def test_owner_filter(admin_client, rows, other_user):
-    Upload.objects.create(
-        owner=other_user, bucket="app-uploads", key="k2", size=1, content_type="text/plain"
-    )
+    UploadFactory(owner=other_user, key="k2", size=1, content_type="text/plain")
     response = admin_client.get(f"/admin/uploads/upload/?owner__id__exact={other_user.pk}")
     assert response.status_code == 200
     assert response.context["cl"].result_count == 1
