@@ -7,6 +7,9 @@ BIN := $(VENV)/bin
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/appserver
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 TEST_ENV := DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) APP_ENV=local
+# pytest-xdist workers: each gets its own test database and cache key prefix (tests/settings.py).
+# Many tests wait on real HTTP, timeouts and a browser, so more workers than cores pays.
+TEST_WORKERS ?= 4
 
 .PHONY: install test lint format migrate check-services run demo collectstatic webclient-assets
 
@@ -32,7 +35,7 @@ format: install
 
 test: install check-services lint
 	$(TEST_ENV) $(BIN)/python manage.py makemigrations --check --dry-run
-	$(TEST_ENV) $(BIN)/pytest $(PYTEST_ARGS)
+	$(TEST_ENV) $(BIN)/pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 migrate: install
 	$(BIN)/python manage.py migrate
