@@ -1,6 +1,6 @@
 """STS AssumeRole, and the resolution of the credentials it issues on later OSS requests.
 
-What this reproduces of Alibaba Cloud STS (wire facts: alibaba-wire.md section 1):
+What this reproduces of Alibaba Cloud STS (wire facts: docs/alibaba-wire.md, STS AssumeRole):
 
 - `AssumeRole` (Version 2015-04-01) over the two signing schemes the official Python SDKs use:
   the RPC scheme of aliyun-python-sdk-core and of alibabacloud-sts20150401 with

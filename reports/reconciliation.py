@@ -30,10 +30,10 @@ locks in the same order as the upload services (the owner's StorageUsage row, th
 re-checks the state it saw, so a run can be interrupted and started again at any time and a
 second run finds nothing left to do.
 
-Missing in uploads/services.py and therefore written here, minimally, with the uploads lock
-order: adopting an object as an upload, marking an upload missing / active again, and expiring
-a single ticket (uploads.services.tickets_expire expires every overdue ticket of every user, which
-a run narrowed by --prefix must not do).
+This module only decides; the repairs of rows are the uploads services, which own the lock
+order: upload_adopt, upload_set_missing (missing, or active again) and ticket_expire (one ticket:
+tickets_expire would expire every overdue ticket of every user, which a run narrowed by
+--prefix must not do). Deleting an object is uploads.oss's.
 """
 
 from __future__ import annotations

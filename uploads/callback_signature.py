@@ -1,4 +1,4 @@
-"""Proof that an upload callback came from OSS (alibaba-wire.md section 4).
+"""Proof that an upload callback came from OSS (docs/alibaba-wire.md, upload callbacks).
 
 OSS signs ``url_decode(path) + ("?" + raw query, if any) + "\\n" + body`` with RSA PKCS#1 v1.5
 over MD5 and names its public key by URL in ``x-oss-pub-key-url``. Anyone can name a key, so the
