@@ -51,6 +51,5 @@ def test_no_app_imports_another_apps_private_names(app):
         if module.split(".")[0] in APPS
         and module.split(".")[0] != app
         and (name.startswith("_") or any(part.startswith("_") for part in module.split(".")))
-        and name != "__future__"
     ]
     assert leaks == []
