@@ -10,6 +10,7 @@ import redis
 import requests
 from django.conf import settings as django_settings
 from django.core.cache import cache
+from django.db import connections
 
 from accounts.services import user_suspend, user_unsuspend
 from tests.factories import UserFactory
@@ -191,10 +192,15 @@ def test_single_flight_under_concurrent_requests(credentials, user, alibaba):
     lock = threading.Lock()
 
     def fetch() -> None:
-        barrier.wait(timeout=30)
-        response = credentials.get(user)
-        with lock:
-            responses.append(response)
+        try:
+            barrier.wait(timeout=30)
+            response = credentials.get(user)
+            with lock:
+                responses.append(response)
+        finally:
+            # bearer() writes the token's row from this thread: its connection would otherwise
+            # stay open, and the test database could not be dropped at the end of the run.
+            connections.close_all()
 
     threads = [threading.Thread(target=fetch) for _ in range(threads_count)]
     for thread in threads:
@@ -213,7 +219,14 @@ def test_a_request_waits_for_another_process_call_in_flight(credentials, user, a
     assert cache.add(lock_key, "another-process", timeout=30)
     calls = alibaba.sts.assume_role_calls
     result: list[requests.Response] = []
-    waiter = threading.Thread(target=lambda: result.append(credentials.get(user)))
+
+    def wait() -> None:
+        try:
+            result.append(credentials.get(user))
+        finally:
+            connections.close_all()
+
+    waiter = threading.Thread(target=wait)
     waiter.start()
     waiter.join(timeout=0.5)
     assert waiter.is_alive()
