@@ -96,7 +96,8 @@ class User(AbstractUser):
         # The admin's add and change forms: NFKC (AbstractBaseUser.clean), then the same
         # availability rule as registration.
         super().clean()
-        username_check_available(username=self.username, exclude_pk=self.pk)
+        if self.username:  # else the field's own error is already reported
+            username_check_available(username=self.username, exclude_pk=self.pk)
 
     def save(self, *args, **kwargs) -> None:
         # A derived column: whichever path writes the username, its skeleton follows, and the
