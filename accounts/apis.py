@@ -8,6 +8,7 @@ import uuid
 
 from django.conf import settings
 from django.contrib.auth import authenticate
+from django.contrib.auth.signals import user_logged_in
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.permissions import AllowAny
@@ -64,6 +65,8 @@ class LoginApi(APIView):
             raise NotAuthenticated("Wrong username or password.", code="invalid_credentials")
         if user.is_suspended:
             raise AccountSuspended()
+        # Resets the lockout's failure count for this (username, address) and sets last_login.
+        user_logged_in.send(sender=type(user), request=request._request, user=user)
         return Response(session_start(user=user, **_client(request)))
 
 

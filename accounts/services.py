@@ -110,8 +110,6 @@ def session_start(*, user: User, user_agent: str = "", ip_address: str | None = 
         user_agent=user_agent[:255],
         ip_address=ip_address,
     )
-    user.last_login = timezone.now()
-    user.save(update_fields=["last_login"])
     return _pair(refresh)
 
 
