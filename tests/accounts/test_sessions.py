@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from accounts.models import LoginSession
-from tests.factories import UserFactory
+from tests.factories import PASSWORD, UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -188,5 +188,21 @@ def test_forged_or_foreign_refresh_tokens_are_not_valid(live_server, user):
     no_session = str(RefreshToken.for_user(user))
     garbage_sid = RefreshToken.for_user(user)
     garbage_sid["sid"] = "not-a-uuid"
-    for token in (no_session, str(garbage_sid), "not-a-jwt"):
+    access_as_refresh = _login(live_server.url, user, PASSWORD)["access"]
+    for token in (no_session, str(garbage_sid), "not-a-jwt", access_as_refresh):
         _assert_token_not_valid(_refresh(live_server.url, token))
+
+
+@pytest.mark.parametrize("logins", [1, 3])
+def test_session_list_queries_do_not_grow_with_sessions(
+    api_client, user, password, logins, django_assert_num_queries
+):
+    for _ in range(logins):
+        pair = api_client.post(
+            "/api/auth/login/", {"username": user.username, "password": password}, format="json"
+        ).json()
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {pair['access']}")
+    with django_assert_num_queries(2):  # the token's user, the sessions
+        response = api_client.get("/api/auth/sessions/")
+    assert response.status_code == 200
+    assert len(response.json()) == logins
