@@ -121,7 +121,7 @@ class LoginSession(models.Model):
 
     class EndReason(models.TextChoices):
         LOGOUT = "logout", "Logged out"
-        REVOKED = "revoked", "Revoked by the user"
+        REVOKED = "revoked", "Ended by the user or staff"
         REUSE = "reuse", "An already used refresh token was presented"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)

@@ -113,8 +113,8 @@ def session_start(*, user: User, user_agent: str = "", ip_address: str | None = 
     return _pair(refresh)
 
 
-def _session_end_on_reuse(*, session_id: uuid.UUID) -> None:
-    LoginSession.objects.filter(pk=session_id, ended_at__isnull=True).update(
+def _session_end_on_reuse(*, user: User, session_id: uuid.UUID) -> None:
+    LoginSession.objects.filter(pk=session_id, user=user, ended_at__isnull=True).update(
         ended_at=timezone.now(), end_reason=LoginSession.EndReason.REUSE
     )
 
@@ -140,7 +140,7 @@ def session_refresh(*, refresh: str, user_agent: str = "", ip_address: str | Non
         ip_address=ip_address,
     )
     if not exchanged:
-        _session_end_on_reuse(session_id=session_id)
+        _session_end_on_reuse(user=user, session_id=session_id)
         raise TokenNotValid()
     return _pair(new)
 
@@ -153,7 +153,7 @@ def session_logout(*, refresh: str) -> None:
         pk=session_id, user=user, refresh_jti=jti, ended_at__isnull=True
     ).update(ended_at=timezone.now(), end_reason=LoginSession.EndReason.LOGOUT)
     if not ended:
-        _session_end_on_reuse(session_id=session_id)
+        _session_end_on_reuse(user=user, session_id=session_id)
         raise TokenNotValid()
 
 

@@ -91,7 +91,7 @@ class Migration(migrations.Migration):
                         blank=True,
                         choices=[
                             ("logout", "Logged out"),
-                            ("revoked", "Revoked by the user"),
+                            ("revoked", "Ended by the user or staff"),
                             ("reuse", "An already used refresh token was presented"),
                         ],
                         max_length=16,
