@@ -48,6 +48,17 @@ def username_check_available(*, username: str, exclude_pk: int | None = None) ->
         )
 
 
+class UsernameSkeletonField(models.TextField):
+    """Derived from the username whenever a row is written by save() or bulk_create (as
+    auto_now is), so the unique index on it holds whichever path creates a user. A
+    QuerySet.update() of usernames bypasses it: rename through save()."""
+
+    def pre_save(self, model_instance, add: bool) -> str:
+        value = username_skeleton(model_instance.username)
+        setattr(model_instance, self.attname, value)
+        return value
+
+
 class User(AbstractUser):
     """An end user of the mobile apps (and staff, who use the admin)."""
 
@@ -71,7 +82,7 @@ class User(AbstractUser):
         "every worker's local copy of older ones becomes unusable.",
     )
 
-    username_skeleton = models.TextField(
+    username_skeleton = UsernameSkeletonField(
         unique=True,
         editable=False,
         help_text="UTS #39 skeleton of the case-folded username: look-alike names share it.",
@@ -100,9 +111,8 @@ class User(AbstractUser):
             username_check_available(username=self.username, exclude_pk=self.pk)
 
     def save(self, *args, **kwargs) -> None:
-        # A derived column: whichever path writes the username, its skeleton follows, and the
-        # unique index on it is the last word when two writers race.
-        self.username_skeleton = username_skeleton(self.username)
+        # A rename limited to some fields still rewrites the skeleton: the unique index on it
+        # is the last word when two writers race.
         update_fields = kwargs.get("update_fields")
         if update_fields is not None and "username" in update_fields:
             kwargs["update_fields"] = {*update_fields, "username_skeleton"}

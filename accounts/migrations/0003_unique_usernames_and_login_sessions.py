@@ -55,7 +55,7 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name="user",
             name="username_skeleton",
-            field=models.TextField(
+            field=accounts.models.UsernameSkeletonField(
                 editable=False,
                 help_text="UTS #39 skeleton of the case-folded username: look-alike names share it.",
                 unique=True,

@@ -29,7 +29,7 @@ def _register(base: str, username: str, password: str) -> requests.Response:
     return requests.post(
         f"{base}/api/auth/register/",
         json={"username": username, "password": password},
-        timeout=10,
+        timeout=60,  # password hashing is slow on purpose, and these run side by side
     )
 
 
