@@ -3,8 +3,8 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
-from accounts.models import User
-from accounts.services import user_suspend, user_unsuspend
+from accounts.models import LoginSession, User
+from accounts.services import session_revoke, user_suspend, user_unsuspend
 
 
 @admin.register(User)
@@ -30,3 +30,38 @@ class UserAdmin(BaseUserAdmin):
         for user in queryset:
             user_unsuspend(user=user)
         self.message_user(request, f"Unsuspended {queryset.count()} user(s).", messages.SUCCESS)
+
+
+@admin.register(LoginSession)
+class LoginSessionAdmin(admin.ModelAdmin):
+    """Logins per device, read-only; ending one stops its refresh token (a lost phone)."""
+
+    list_display = (
+        "user",
+        "created_at",
+        "last_used_at",
+        "expires_at",
+        "ip_address",
+        "user_agent",
+        "ended_at",
+        "end_reason",
+    )
+    list_filter = ("end_reason",)
+    search_fields = ("user__username", "user__public_id", "ip_address")
+    list_select_related = ("user",)
+    exclude = ("refresh_jti",)
+    actions = ["end_sessions"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.action(description="End: their refresh tokens stop working")
+    def end_sessions(self, request, queryset) -> None:
+        ended = sum(
+            session_revoke(user=session.user, session_id=session.id)
+            for session in queryset.select_related("user")
+        )
+        self.message_user(request, f"Ended {ended} session(s).", messages.SUCCESS)

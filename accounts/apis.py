@@ -1,67 +1,93 @@
-"""End-user authentication: JWT access + refresh tokens (simplejwt), rotation and blacklisting."""
+"""End-user authentication: JWT access + refresh tokens (simplejwt) in login sessions whose
+refresh tokens rotate once each (accounts.models.LoginSession)."""
 
 from __future__ import annotations
 
+import ipaddress
+import uuid
+
 from django.conf import settings
 from django.contrib.auth import authenticate
+from django.contrib.auth.signals import user_logged_in
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
-from rest_framework_simplejwt.exceptions import TokenError
-from rest_framework_simplejwt.serializers import TokenRefreshSerializer
-from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts import serializers as s
-from accounts.services import user_register
-from accounts.throttles import LoginIPThrottle, LoginUsernameThrottle, RegisterThrottle
-from appserver.errors import NotAuthenticated, NotFound
+from accounts.permissions import IsAccountHolder
+from accounts.selectors import session_list
+from accounts.services import (
+    session_logout,
+    session_refresh,
+    session_revoke,
+    session_revoke_others,
+    session_start,
+    user_register,
+)
+from accounts.throttles import LoginIPThrottle, RegisterThrottle
+from appserver.errors import AccountSuspended, NotAuthenticated, NotFound
 
 
-def _token_pair(user) -> dict[str, str]:
-    refresh = RefreshToken.for_user(user)
-    return {"access": str(refresh.access_token), "refresh": str(refresh)}
+def _client(request: Request) -> dict:
+    """Who is asking, as recorded on the session (the same client address the throttles use)."""
+    ident = BaseThrottle().get_ident(request)
+    try:
+        ip_address = str(ipaddress.ip_address(ident.strip()))
+    except (AttributeError, ValueError):
+        ip_address = None
+    return {"user_agent": request.META.get("HTTP_USER_AGENT", ""), "ip_address": ip_address}
+
+
+def _current_session(request: Request) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(request.auth["sid"]))
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 class LoginApi(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
-    throttle_classes = [LoginIPThrottle, LoginUsernameThrottle]
+    throttle_classes = [LoginIPThrottle]
 
     @extend_schema(request=s.LoginInputSerializer, responses=s.TokenPairSerializer)
     def post(self, request: Request) -> Response:
         data = s.LoginInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        user = authenticate(request, **data.validated_data)
+        # Django's own request: django-axes records failures and locks out on it, and its
+        # middleware turns a lockout into the 429 (accounts/lockout.py).
+        user = authenticate(request._request, **data.validated_data)
         if user is None:
             raise NotAuthenticated("Wrong username or password.", code="invalid_credentials")
-        return Response(_token_pair(user))
+        if user.is_suspended:
+            raise AccountSuspended()
+        # Resets the lockout's failure count for this (username, address) and sets last_login.
+        user_logged_in.send(sender=type(user), request=request._request, user=user)
+        return Response(session_start(user=user, **_client(request)))
 
 
 class RefreshApi(APIView):
-    """Rotates: the refresh token sent is blacklisted and a new pair comes back."""
+    """Rotates: the refresh token sent is used up and a new pair comes back. Each refresh token
+    works once; sending one again ends its session."""
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
 
     @extend_schema(request=s.RefreshInputSerializer, responses=s.TokenPairSerializer)
     def post(self, request: Request) -> Response:
-        serializer = TokenRefreshSerializer(data=request.data)
-        try:
-            serializer.is_valid(raise_exception=True)
-        except TokenError as exc:
-            raise NotAuthenticated(
-                "The refresh token is invalid, expired or already used. Log in again.",
-                code="token_not_valid",
-            ) from exc
-        return Response(serializer.validated_data)
+        data = s.RefreshInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        pair = session_refresh(refresh=data.validated_data["refresh"], **_client(request))
+        return Response(pair)
 
 
 class LogoutApi(APIView):
-    """Blacklists the refresh token. Holding it is the proof, so an expired access token does
-    not stop a user from logging out."""
+    """Ends the refresh token's session. Holding it is the proof, so an expired access token
+    does not stop a user from logging out."""
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
@@ -70,16 +96,13 @@ class LogoutApi(APIView):
     def post(self, request: Request) -> Response:
         data = s.RefreshInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            RefreshToken(data.validated_data["refresh"]).blacklist()
-        except TokenError as exc:
-            raise NotAuthenticated(
-                "The refresh token is invalid, expired or already used.", code="token_not_valid"
-            ) from exc
+        session_logout(refresh=data.validated_data["refresh"])
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class MeApi(APIView):
+    permission_classes = [IsAccountHolder]
+
     @extend_schema(responses=s.UserOutputSerializer)
     def get(self, request: Request) -> Response:
         return Response(s.UserOutputSerializer(request.user).data)
@@ -99,5 +122,40 @@ class RegisterApi(APIView):
         data = s.RegisterInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         user = user_register(**data.validated_data)
-        body = {"user": s.UserOutputSerializer(user).data, **_token_pair(user)}
+        body = {
+            "user": s.UserOutputSerializer(user).data,
+            **session_start(user=user, **_client(request)),
+        }
         return Response(body, status=status.HTTP_201_CREATED)
+
+
+class SessionListApi(APIView):
+    """The user's active logins (one per device), newest use first; DELETE ends all but the
+    caller's own."""
+
+    permission_classes = [IsAccountHolder]
+
+    @extend_schema(responses=s.SessionOutputSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        current = _current_session(request)
+        sessions = session_list(user=request.user)
+        return Response(
+            s.SessionOutputSerializer(sessions, many=True, context={"current": current}).data
+        )
+
+    @extend_schema(
+        operation_id="auth_sessions_revoke_others", responses=s.SessionsRevokedSerializer
+    )
+    def delete(self, request: Request) -> Response:
+        ended = session_revoke_others(user=request.user, keep=_current_session(request))
+        return Response({"revoked": ended})
+
+
+class SessionDetailApi(APIView):
+    permission_classes = [IsAccountHolder]
+
+    @extend_schema(operation_id="auth_session_revoke", responses={204: None})
+    def delete(self, request: Request, session_id: uuid.UUID) -> Response:
+        if not session_revoke(user=request.user, session_id=session_id):
+            raise NotFound("You have no active session with that id.", code="session_not_found")
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,15 +1,62 @@
 from __future__ import annotations
 
 import secrets
+import uuid
 
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import AbstractUser, UserManager
+from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models.functions import Lower
+from django.db.models.lookups import Exact
+from django.utils import timezone
+
+from accounts.usernames import username_normalize, username_skeleton
 
 
 def new_public_id() -> str:
     # 32 lowercase hex characters (128 bits): unguessable, and safe in OSS keys and RAM
     # resource ARNs. Never derived from the username, so renaming a user moves nothing.
     return secrets.token_hex(16)
+
+
+class AppUserManager(UserManager):
+    def get_by_natural_key(self, username: str) -> User:
+        # Login (ModelBackend, the admin) and createsuperuser's "taken" check: the same
+        # normalisation and case rule as the unique index on LOWER(username).
+        return self.get(Exact(Lower("username"), Lower(models.Value(username_normalize(username)))))
+
+    def _create_user(self, username, email, password, **extra_fields):
+        # createsuperuser and create_user: refused look-alikes surface as ValidationError, which
+        # createsuperuser reports as a message instead of a traceback.
+        username_check_available(username=self.model.normalize_username(username))
+        return super()._create_user(username, email, password, **extra_fields)
+
+
+def username_check_available(*, username: str, exclude_pk: int | None = None) -> None:
+    """Raise ValidationError when the name is taken by another account, ignoring case and
+    look-alike characters (see accounts/usernames.py)."""
+    clashes = User.objects.filter(
+        models.Q(username_skeleton=username_skeleton(username))
+        | Exact(Lower("username"), Lower(models.Value(username)))
+    )
+    if exclude_pk is not None:
+        clashes = clashes.exclude(pk=exclude_pk)
+    if clashes.exists():
+        raise ValidationError(
+            {"username": "That username is taken, or looks too much like one that is."},
+            code="username_taken",
+        )
+
+
+class UsernameSkeletonField(models.TextField):
+    """Derived from the username whenever a row is written by save() or bulk_create (as
+    auto_now is), so the unique index on it holds whichever path creates a user. A
+    QuerySet.update() of usernames bypasses it: rename through save()."""
+
+    def pre_save(self, model_instance, add: bool) -> str:
+        value = username_skeleton(model_instance.username)
+        setattr(model_instance, self.attname, value)
+        return value
 
 
 class User(AbstractUser):
@@ -35,8 +82,71 @@ class User(AbstractUser):
         "every worker's local copy of older ones becomes unusable.",
     )
 
+    username_skeleton = UsernameSkeletonField(
+        unique=True,
+        editable=False,
+        help_text="UTS #39 skeleton of the case-folded username: look-alike names share it.",
+    )
+
+    objects = AppUserManager()
+
     class Meta:
         db_table = "accounts_user"
+        constraints = [
+            models.UniqueConstraint(
+                Lower("username"),
+                name="accounts_user_username_lower_unique",
+                violation_error_message="That username is taken.",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.username
+
+    def clean(self) -> None:
+        # The admin's add and change forms: NFKC (AbstractBaseUser.clean), then the same
+        # availability rule as registration.
+        super().clean()
+        if self.username:  # else the field's own error is already reported
+            username_check_available(username=self.username, exclude_pk=self.pk)
+
+    def save(self, *args, **kwargs) -> None:
+        # A rename limited to some fields still rewrites the skeleton: the unique index on it
+        # is the last word when two writers race.
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and "username" in update_fields:
+            kwargs["update_fields"] = {*update_fields, "username_skeleton"}
+        super().save(*args, **kwargs)
+
+
+class LoginSession(models.Model):
+    """One login on one device: the family of refresh tokens that rotation derives from it.
+
+    Each refresh token carries the session's id (``sid``) and its own ``jti``; only the token
+    whose jti is ``refresh_jti`` may be exchanged, and the exchange is one compare-and-set
+    UPDATE, so of concurrent refreshes with one token exactly one wins. Presenting any other
+    token of the family is reuse (the token was stolen, or the app raced itself) and ends the
+    session, so the newest token dies too.
+    """
+
+    class EndReason(models.TextChoices):
+        LOGOUT = "logout", "Logged out"
+        REVOKED = "revoked", "Ended by the user or staff"
+        REUSE = "reuse", "An already used refresh token was presented"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="login_sessions")
+    refresh_jti = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    user_agent = models.CharField(max_length=255, blank=True)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    end_reason = models.CharField(max_length=16, choices=EndReason.choices, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "-last_used_at"], name="accounts_session_user")]
+
+    def __str__(self) -> str:
+        return f"{self.user} since {self.created_at:%Y-%m-%d %H:%M}"

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.db.models import QuerySet
+from django.utils import timezone
 
-from accounts.models import User
+from accounts.models import LoginSession, User
 
 
 def user_storage_prefix(*, user: User) -> str:
@@ -18,3 +20,10 @@ def user_storage_prefix(*, user: User) -> str:
             "wildcards."
         )
     return prefix
+
+
+def session_list(*, user: User) -> QuerySet[LoginSession]:
+    """The user's own sessions that can still refresh, most recently used first."""
+    return LoginSession.objects.filter(
+        user=user, ended_at__isnull=True, expires_at__gt=timezone.now()
+    ).order_by("-last_used_at")

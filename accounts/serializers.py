@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import re
+
 from rest_framework import serializers
 
-from accounts.models import User
+from accounts.models import LoginSession, User
 from accounts.selectors import user_storage_prefix
+from accounts.usernames import username_normalize
 
 
 class LoginInputSerializer(serializers.Serializer):
@@ -20,13 +23,22 @@ class RefreshInputSerializer(serializers.Serializer):
     refresh = serializers.CharField()
 
 
+_USERNAME = r"^[\w.@+-]{3,150}$"
+_USERNAME_RULE = "3-150 letters, digits and @/./+/-/_ only."
+
+
 class RegisterInputSerializer(serializers.Serializer):
-    username = serializers.RegexField(
-        r"^[\w.@+-]{3,150}$",
-        error_messages={"invalid": "3-150 letters, digits and @/./+/-/_ only."},
-    )
+    username = serializers.RegexField(_USERNAME, error_messages={"invalid": _USERNAME_RULE})
     password = serializers.CharField(max_length=128, trim_whitespace=False)
     email = serializers.EmailField(required=False, allow_blank=True, default="")
+
+    def validate_username(self, value: str) -> str:
+        # Stored NFKC-normalised: a fullwidth "demo" registers as "demo" (and is then taken).
+        # The rule is checked again because normalising can lengthen a name.
+        normalized = username_normalize(value)
+        if not re.match(_USERNAME, normalized):
+            raise serializers.ValidationError(_USERNAME_RULE)
+        return normalized
 
 
 class UserOutputSerializer(serializers.ModelSerializer):
@@ -52,3 +64,26 @@ class RegisterOutputSerializer(serializers.Serializer):
     user = UserOutputSerializer()
     access = serializers.CharField()
     refresh = serializers.CharField()
+
+
+class SessionOutputSerializer(serializers.ModelSerializer):
+    current = serializers.SerializerMethodField(help_text="The session of this access token.")
+
+    class Meta:
+        model = LoginSession
+        fields = [
+            "id",
+            "created_at",
+            "last_used_at",
+            "expires_at",
+            "user_agent",
+            "ip_address",
+            "current",
+        ]
+
+    def get_current(self, session: LoginSession) -> bool:
+        return session.id == self.context.get("current")
+
+
+class SessionsRevokedSerializer(serializers.Serializer):
+    revoked = serializers.IntegerField(help_text="How many other sessions were ended.")

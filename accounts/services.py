@@ -1,16 +1,30 @@
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime
+
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.settings import api_settings as jwt_settings
+from rest_framework_simplejwt.tokens import RefreshToken
 
-from accounts.models import User
+from accounts.models import LoginSession, User, username_check_available
 from accounts.signals import user_suspended
-from appserver.errors import Conflict, InvalidInput
+from appserver.errors import Conflict, InvalidInput, TokenNotValid
+
+_TAKEN = "That username is taken, or looks too much like one that is."
 
 
 def user_register(*, username: str, password: str, email: str = "") -> User:
+    """Create an account. The username arrives NFKC-normalised (the serializer); one that
+    equals an existing one ignoring case, or looks like it (accounts/usernames.py), is 409."""
+    try:
+        username_check_available(username=username)
+    except DjangoValidationError as exc:
+        raise Conflict(_TAKEN, code="username_taken") from exc
     user = User(username=username, email=email)
     try:
         validate_password(password, user=user)
@@ -23,7 +37,8 @@ def user_register(*, username: str, password: str, email: str = "") -> User:
         with transaction.atomic():
             user.save()
     except IntegrityError as exc:
-        raise Conflict("That username is taken.", code="username_taken") from exc
+        # A concurrent registration of the same or a look-alike name won the unique index.
+        raise Conflict(_TAKEN, code="username_taken") from exc
     return user
 
 
@@ -45,3 +60,117 @@ def user_unsuspend(*, user: User) -> User:
     )
     user.refresh_from_db(fields=["is_suspended", "suspended_at", "suspension_reason"])
     return user
+
+
+# --- Login sessions: refresh-token families (accounts.models.LoginSession) -------------------
+
+
+def _refresh_claims(raw: str) -> tuple[uuid.UUID, str, object]:
+    """(session id, jti, user id) of a signed, unexpired refresh token that names a session."""
+    try:
+        token = RefreshToken(raw)
+        session_id = uuid.UUID(str(token["sid"]))
+        return session_id, str(token[jwt_settings.JTI_CLAIM]), token[jwt_settings.USER_ID_CLAIM]
+    except (TokenError, KeyError, ValueError) as exc:
+        raise TokenNotValid() from exc
+
+
+def _token_user(user_id: object) -> User:
+    """The token's user, if they may still hold tokens: deleted, deactivated and suspended users'
+    tokens are all simply invalid."""
+    user = User.objects.filter(pk=user_id).first() if isinstance(user_id, int | str) else None
+    if user is None or not user.is_active or user.is_suspended:
+        raise TokenNotValid()
+    return user
+
+
+def _new_refresh(*, user: User, session_id: uuid.UUID) -> RefreshToken:
+    refresh = RefreshToken.for_user(user)
+    refresh["sid"] = str(session_id)
+    return refresh
+
+
+def _pair(refresh: RefreshToken) -> dict[str, str]:
+    # The access token copies the sid claim, so the sessions list can mark the caller's own.
+    return {"access": str(refresh.access_token), "refresh": str(refresh)}
+
+
+def _expiry(refresh: RefreshToken) -> datetime:
+    return datetime.fromtimestamp(refresh["exp"], tz=UTC)
+
+
+def session_start(*, user: User, user_agent: str = "", ip_address: str | None = None) -> dict:
+    """A new login: a session and its first access + refresh pair."""
+    session_id = uuid.uuid4()
+    refresh = _new_refresh(user=user, session_id=session_id)
+    LoginSession.objects.create(
+        id=session_id,
+        user=user,
+        refresh_jti=refresh[jwt_settings.JTI_CLAIM],
+        expires_at=_expiry(refresh),
+        user_agent=user_agent[:255],
+        ip_address=ip_address,
+    )
+    return _pair(refresh)
+
+
+def _session_end_on_reuse(*, user: User, session_id: uuid.UUID) -> None:
+    LoginSession.objects.filter(pk=session_id, user=user, ended_at__isnull=True).update(
+        ended_at=timezone.now(), end_reason=LoginSession.EndReason.REUSE
+    )
+
+
+def session_refresh(*, refresh: str, user_agent: str = "", ip_address: str | None = None) -> dict:
+    """Exchange the session's current refresh token for a new pair, exactly once.
+
+    The exchange is a compare-and-set on the session's current jti: of concurrent requests with
+    one token, one UPDATE matches and the others match nothing (PostgreSQL re-checks the row
+    after the winner commits). A token that does not match is a reused one: the session ends,
+    so whoever holds the newest token is logged out as well.
+    """
+    session_id, jti, user_id = _refresh_claims(refresh)
+    user = _token_user(user_id)
+    new = _new_refresh(user=user, session_id=session_id)
+    exchanged = LoginSession.objects.filter(
+        pk=session_id, user=user, refresh_jti=jti, ended_at__isnull=True
+    ).update(
+        refresh_jti=new[jwt_settings.JTI_CLAIM],
+        last_used_at=timezone.now(),
+        expires_at=_expiry(new),
+        user_agent=user_agent[:255],
+        ip_address=ip_address,
+    )
+    if not exchanged:
+        _session_end_on_reuse(user=user, session_id=session_id)
+        raise TokenNotValid()
+    return _pair(new)
+
+
+def session_logout(*, refresh: str) -> None:
+    """End the session of the current refresh token (an older one counts as reuse)."""
+    session_id, jti, user_id = _refresh_claims(refresh)
+    user = _token_user(user_id)
+    ended = LoginSession.objects.filter(
+        pk=session_id, user=user, refresh_jti=jti, ended_at__isnull=True
+    ).update(ended_at=timezone.now(), end_reason=LoginSession.EndReason.LOGOUT)
+    if not ended:
+        _session_end_on_reuse(user=user, session_id=session_id)
+        raise TokenNotValid()
+
+
+def session_revoke(*, user: User, session_id: uuid.UUID) -> bool:
+    """End one of the user's own sessions; False if they have no such active session."""
+    return bool(
+        LoginSession.objects.filter(pk=session_id, user=user, ended_at__isnull=True).update(
+            ended_at=timezone.now(), end_reason=LoginSession.EndReason.REVOKED
+        )
+    )
+
+
+def session_revoke_others(*, user: User, keep: uuid.UUID | None) -> int:
+    """End every active session of the user except `keep` (the caller's own); how many ended."""
+    return (
+        LoginSession.objects.filter(user=user, ended_at__isnull=True)
+        .exclude(pk=keep)
+        .update(ended_at=timezone.now(), end_reason=LoginSession.EndReason.REVOKED)
+    )

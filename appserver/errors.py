@@ -54,6 +54,13 @@ class NotAuthenticated(AppError):
     status, code, message = 401, "not_authenticated", "Log in first: send a valid access token."
 
 
+class TokenNotValid(NotAuthenticated):
+    code, message = (
+        "token_not_valid",
+        "The token is invalid, expired or already used. Log in again.",
+    )
+
+
 class PermissionDenied(AppError):
     status, code, message = 403, "permission_denied", "You are not allowed to do this."
 

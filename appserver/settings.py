@@ -50,16 +50,19 @@ ALLOWED_HOSTS = (
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "accounts.apps.AdminConfig",  # Django's admin, with OTP for staff (accounts/admin_site.py)
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework_simplejwt.token_blacklist",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI / ReDoc assets served locally: no CDN
+    "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "accounts",
     "policies",
     "tokens",
@@ -76,8 +79,11 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: turns a login refused by django-axes into the lockout response.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "appserver.urls"
@@ -190,7 +196,7 @@ X_FRAME_OPTIONS = "DENY"
 # --- REST API ---------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "accounts.authentication.JWTAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
@@ -199,7 +205,6 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "appserver.errors.exception_handler",
     "DEFAULT_THROTTLE_RATES": {
         "login_ip": env.str("THROTTLE_LOGIN_IP", default="30/min"),
-        "login_username": env.str("THROTTLE_LOGIN_USERNAME", default="10/min"),
         "register": env.str("THROTTLE_REGISTER", default="10/hour"),
         "credentials": env.str("THROTTLE_CREDENTIALS", default="120/min"),
         "tickets": env.str("THROTTLE_TICKETS", default="120/min"),
@@ -210,9 +215,8 @@ REST_FRAMEWORK = {
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(seconds=env.int("JWT_ACCESS_SECONDS", default=900)),
     "REFRESH_TOKEN_LIFETIME": timedelta(days=env.int("JWT_REFRESH_DAYS", default=30)),
-    "ROTATE_REFRESH_TOKENS": True,
-    "BLACKLIST_AFTER_ROTATION": True,
-    "UPDATE_LAST_LOGIN": True,
+    # Rotation happens in accounts.services.session_refresh (one use per refresh token, reuse
+    # ends the session), not in simplejwt's serializers.
     "SIGNING_KEY": env.str("JWT_SIGNING_KEY", default=SECRET_KEY),
     "USER_ID_FIELD": "id",
 }
@@ -233,6 +237,24 @@ SPECTACULAR_SETTINGS = {
 
 # --- End users --------------------------------------------------------------------------------
 REGISTRATION_ENABLED = env.bool("REGISTRATION_ENABLED", default=not PRODUCTION)
+
+# --- Login lockout and admin two-factor (accounts/lockout.py, accounts/admin_site.py) ----------
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # refuses a locked-out (username, address) first
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_LOCKOUT_MINUTES", default=15))
+AXES_RESET_ON_SUCCESS = True
+AXES_USERNAME_CALLABLE = "accounts.lockout.login_username"
+AXES_CLIENT_IP_CALLABLE = "accounts.lockout.client_ip"
+AXES_LOCKOUT_CALLABLE = "accounts.lockout.lockout_response"
+AXES_DISABLE_ACCESS_LOG = True  # failures are kept; successful logins are the sessions' record
+AXES_VERBOSE = False  # lockouts are still logged, without a banner on every start
+# Staff must add a TOTP code to their password in the admin (django-otp).
+ADMIN_REQUIRE_OTP = env.bool("ADMIN_REQUIRE_OTP", default=PRODUCTION)
+OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="OSS app server admin")
 
 # --- Alibaba Cloud: the server's own RAM user -------------------------------------------------
 # Used to call AssumeRole and for the server's own OSS work (removing refused objects,

@@ -79,3 +79,36 @@ def test_suspension_publishes_one_event_with_the_suspended_user(user):
     finally:
         user_suspended.disconnect(listener)
     assert received == [(user.pk, True)]
+
+
+def test_admin_ends_a_users_session(admin_client, user, other_user):
+    from accounts.models import LoginSession
+    from accounts.services import session_refresh, session_start
+    from appserver.errors import TokenNotValid
+
+    pair = session_start(user=user, user_agent="lost phone")
+    kept = session_start(user=other_user)
+    page = admin_client.get(reverse("admin:accounts_loginsession_changelist"))
+    assert page.status_code == 200
+    assert "lost phone" in page.content.decode()
+
+    lost = LoginSession.objects.get(user=user)
+    response = admin_client.post(
+        reverse("admin:accounts_loginsession_changelist"),
+        {"action": "end_sessions", "_selected_action": [lost.pk]},
+    )
+    assert response.status_code == 302
+    with pytest.raises(TokenNotValid):
+        session_refresh(refresh=pair["refresh"])
+    assert session_refresh(refresh=kept["refresh"])["refresh"]
+
+
+def test_a_suspended_user_cannot_log_in(api_client, user, password):
+    from accounts.services import user_suspend
+
+    user_suspend(user=user, reason="test")
+    response = api_client.post(
+        "/api/auth/login/", {"username": user.username, "password": password}, format="json"
+    )
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "account_suspended"

@@ -202,3 +202,48 @@ def test_a_refused_ticket_shows_the_servers_reason(page_url, chromium_path, tmp_
     assert status.startswith("big.png\nThis upload needs ")  # the server's own message
     assert listed == 0
     assert not Upload.objects.filter(owner=user).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_parallel_uploads_with_an_expired_access_token_share_one_refresh(
+    page_url, chromium_path, tmp_path
+):
+    # A refresh token works once and a second use ends the session: three uploads meeting an
+    # expired access token together must send one refresh between them, and all go through.
+    from accounts.models import LoginSession
+
+    user = UserFactory()
+    files = []
+    for n in range(3):
+        path = tmp_path / f"photo{n}.png"
+        path.write_bytes(demo_png(16 + n, 16))
+        files.append(str(path))
+    refreshes: list[str] = []
+
+    with headless_chromium(chromium_path) as browser:
+        page = browser.new_page()
+        page.on(
+            "request", lambda r: refreshes.append(r.url) if "/api/auth/refresh/" in r.url else None
+        )
+        page.goto(page_url)
+        page.fill("#login-username", user.username)
+        page.fill("#login-password", PASSWORD)
+        page.click("#login-submit")
+        page.wait_for_selector("#upload-section:not([hidden])", timeout=10_000)
+        page.wait_for_selector("#uploads-empty", state="visible", timeout=10_000)
+        page.evaluate("sessionStorage.setItem('access', 'expired')")
+        page.set_input_files("#file-input", files)
+        page.wait_for_function(
+            "document.querySelectorAll('#progress-list li.done, #progress-list li.failed')"
+            ".length === 3",
+            timeout=30_000,
+        )
+        statuses = page.eval_on_selector_all(
+            "#progress-list li", "rows => rows.map(r => r.className)"
+        )
+        page.close()
+
+    assert statuses == ["done", "done", "done"]
+    assert len(refreshes) == 1
+    session = LoginSession.objects.get(user=user)
+    assert (session.ended_at, session.end_reason) == (None, "")

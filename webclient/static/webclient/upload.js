@@ -39,7 +39,15 @@
     return new ApiError(response.status, 'http_' + response.status, response.statusText);
   }
 
-  async function refreshTokens() {
+  // A refresh token works once, and sending a used one ends the session: parallel uploads that
+  // meet an expired access token together share one refresh instead of each sending the token.
+  let refreshing = null;
+  function refreshTokens() {
+    if (!refreshing) refreshing = sendRefresh().finally(() => { refreshing = null; });
+    return refreshing;
+  }
+
+  async function sendRefresh() {
     const refresh = store.getItem('refresh');
     if (!refresh) return false;
     const response = await fetch('/api/auth/refresh/', {
