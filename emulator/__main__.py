@@ -84,6 +84,13 @@ def build_config(argv: list[str] | None = None) -> EmulatorConfig:
         "--role-policy", type=Path, help="JSON policy file for the roles given with --role"
     )
     parser.add_argument("--callback-timeout", type=float)
+    parser.add_argument(
+        "--image-style",
+        action="append",
+        metavar="NAME=PROCESS",
+        help="an image style for x-oss-process=style/NAME, e.g. "
+        "thumb=image/resize,w_256/format,webp (repeatable)",
+    )
     parser.add_argument("--verbose", action="store_true", help="log every request line")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -116,6 +123,12 @@ def build_config(argv: list[str] | None = None) -> EmulatorConfig:
             parser.error(str(exc))
     elif file_values.get("roles"):
         roles = _roles_from_file(file_values["roles"], buckets)
+    styles = dict(file_values.get("image_styles") or {})
+    for text in args.image_style or []:
+        name, sep, process = text.partition("=")
+        if not sep:
+            parser.error(f"--image-style wants NAME=PROCESS, not {text!r}")
+        styles[name] = process
     return EmulatorConfig(
         host=str(pick(args.host, "host", defaults.host)),
         port=int(pick(args.port, "port", defaults.port)),  # type: ignore[arg-type]
@@ -133,6 +146,7 @@ def build_config(argv: list[str] | None = None) -> EmulatorConfig:
         callback_timeout_seconds=float(
             pick(args.callback_timeout, "callback_timeout_seconds", 5.0)  # type: ignore[arg-type]
         ),
+        image_styles=styles,
     )
 
 
@@ -150,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  role:         {role.arn} (max session {role.max_session_duration}s)")
     print(f"  root key id:  {config.root_access_key_id}")
     print(f"  callback key: {emulator.public_key_url}")
+    for name, process in config.image_styles.items():
+        print(f"  image style:  {name} = {process}")
     where = config.data_dir if config.data_dir is not None else "memory (nothing kept)"
     print(f"  data:         {where}", flush=True)
 

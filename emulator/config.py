@@ -65,6 +65,9 @@ class EmulatorConfig:
     buckets: tuple[str, ...] = (DEFAULT_BUCKET,)
     roles: tuple[Role, ...] = field(default_factory=tuple)
     callback_timeout_seconds: float = 5.0
+    # Image styles of every bucket (OSS keeps them per bucket): name -> "image/..." process,
+    # used as x-oss-process=style/<name>.
+    image_styles: dict[str, str] = field(default_factory=dict)
 
     def effective_roles(self) -> tuple[Role, ...]:
         if self.roles:

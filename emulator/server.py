@@ -31,6 +31,7 @@ from emulator.clock import Clock
 from emulator.config import PUBLIC_KEY_PATH, EmulatorConfig
 from emulator.oss import images
 from emulator.oss.errors import OssError, error_xml
+from emulator.oss.imaging import STYLE_NAME, parse_process
 from emulator.oss.keys import BUCKET_NAME
 from emulator.oss.service import MAX_SINGLE_PUT, OssService
 from emulator.oss.storage import ObjectRecord, Storage
@@ -368,6 +369,16 @@ class Emulator:
                     "digits and hyphens, starting and ending with a letter or digit"
                 )
             self.storage.create_bucket(bucket, region=self.config.region, now=self.clock.now())
+        for name, process in self.config.image_styles.items():
+            # A style is checked when it is configured, as OSS checks PutStyle.
+            if not STYLE_NAME.match(name):
+                raise ValueError(f"invalid image style name {name!r}")
+            try:
+                parse_process(process, {})
+            except OssError as exc:
+                raise ValueError(f"image style {name!r}: {exc.message}") from None
+            if not process.startswith("image/"):
+                raise ValueError(f"image style {name!r} must start with image/")
         self.oss = OssService(
             config=self.config,
             storage=self.storage,

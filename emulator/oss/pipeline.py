@@ -62,7 +62,6 @@ _UNSUPPORTED = frozenset(
         "qos",
         "stat",
         "objectInfo",
-        "x-oss-process",
     ]
 )
 
@@ -204,7 +203,9 @@ class OssPipeline:
     def _operation(self, request: Request, target: Target) -> str:
         method = request.method
         query = request.query
-        unsupported = _UNSUPPORTED.intersection(query)
+        unsupported = set(_UNSUPPORTED.intersection(query))
+        if "x-oss-process" in query and method not in ("GET", "HEAD"):
+            unsupported.add("x-oss-process")  # ProcessObject (sys/saveas) and the like
         if unsupported:
             raise OssError(
                 400,
