@@ -8,6 +8,7 @@ Every setting is listed, with its variable and default, in docs/configuration.md
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -356,6 +357,27 @@ UPLOAD_TICKET_TTL_SECONDS = env.int("UPLOAD_TICKET_TTL_SECONDS", default=3600)
 UPLOAD_QUOTA_BYTES = env.int("UPLOAD_QUOTA_BYTES", default=5 * 1024**3)
 UPLOAD_QUOTA_OBJECTS = env.int("UPLOAD_QUOTA_OBJECTS", default=10000)
 DOWNLOAD_URL_TTL_SECONDS = env.int("DOWNLOAD_URL_TTL_SECONDS", default=300)
+# Derived images listed with each image upload: name -> OSS IMG process ("image/...") or bucket
+# style ("style/<name>"), as JSON. Each becomes a presigned URL in `variants`; {} turns them off.
+IMAGE_VARIANTS = env.json(
+    "IMAGE_VARIANTS",
+    default={
+        "thumbnail": "image/auto-orient,1/resize,m_lfit,w_256,h_256/format,webp",
+        "preview": "image/auto-orient,1/resize,m_lfit,w_1280,h_1280/format,webp",
+    },
+)
+if not isinstance(IMAGE_VARIANTS, dict) or not all(
+    isinstance(name, str)
+    and re.fullmatch(r"[a-z0-9_-]{1,32}", name)
+    and isinstance(process, str)
+    and re.fullmatch(r"(image/|style/)[^\s&#]{1,1000}", process)
+    for name, process in IMAGE_VARIANTS.items()
+):
+    raise ImproperlyConfigured(
+        'IMAGE_VARIANTS: a JSON object like {"thumbnail": "image/resize,w_256/format,webp"}, '
+        "names of 1-32 lowercase letters, digits, - or _, processes starting image/ or style/."
+    )
+IMAGE_VARIANT_URL_TTL_SECONDS = env.int("IMAGE_VARIANT_URL_TTL_SECONDS", default=300)
 # Signs the x:ticket callback variable; empty derives a key from SECRET_KEY (salted HMAC).
 UPLOAD_CALLBACK_HMAC_KEY = env.str("UPLOAD_CALLBACK_HMAC_KEY", default="")
 # Callback public keys that are never fetched: URL prefix -> PEM file shipped with the project.

@@ -12,10 +12,8 @@ from django.utils.html import format_html
 from accounts.admin import UserAdmin
 from uploads import oss
 from uploads.models import CallbackRefusal, StorageUsage, Upload, UploadTicket
-from uploads.selectors import usage_limits
+from uploads.selectors import upload_has_variants, upload_variants, usage_limits
 from uploads.services import uploads_delete_by_admin
-
-THUMBNAIL_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
 
 
 @admin.register(Upload)
@@ -63,15 +61,17 @@ class UploadAdmin(admin.ModelAdmin):
 
     @admin.display(description="preview")
     def thumbnail(self, obj: Upload) -> str:
-        if obj.status != Upload.Status.ACTIVE or obj.content_type not in THUMBNAIL_TYPES:
+        if not upload_has_variants(upload=obj):
             return ""
         try:
-            signed = oss.oss_sign_download_url(key=obj.key)
+            # The small derived image OSS makes, not the original; the original only when the
+            # operator configured no thumbnail variant.
+            variant = upload_variants(uploads=[obj])[obj.pk].get("thumbnail")
+            url = variant["url"] if variant else oss.oss_sign_download_url(key=obj.key).url
         except oss.StorageUnavailable:
             return "(storage unavailable)"
         return format_html(
-            '<img src="{}" alt="" loading="lazy" style="max-height:48px;max-width:96px">',
-            signed.url,
+            '<img src="{}" alt="" loading="lazy" style="max-height:48px;max-width:96px">', url
         )
 
     @admin.action(description="Delete the objects from OSS and mark the uploads deleted")

@@ -80,6 +80,9 @@ class UploadListApi(APIView):
         uploads = selectors.upload_list(user=request.user, **filters.validated_data)
         paginator = UploadPagination()
         page = paginator.paginate_queryset(uploads, request, view=self)
+        variants = selectors.upload_variants(uploads=page)
+        for upload in page:
+            upload.variants = variants[upload.pk]
         return paginator.get_paginated_response(UploadOutputSerializer(page, many=True).data)
 
 
@@ -94,6 +97,7 @@ class UploadDetailApi(APIView):
         signed = oss.oss_sign_download_url(key=upload.key, filename=upload.filename)
         upload.download_url = signed.url
         upload.download_expires_at = signed.expires_at
+        upload.variants = selectors.upload_variants(uploads=[upload])[upload.pk]
         return Response(UploadDetailOutputSerializer(upload).data)
 
     @extend_schema(responses={204: None})

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db.models import QuerySet
 
 from accounts.models import User
+from uploads import oss
 from uploads.models import StorageUsage, Upload
 
 
@@ -64,3 +65,30 @@ def upload_get(*, user: User, upload_id: int) -> Upload | None:
 def usage_get(*, user: User) -> StorageUsage:
     """The user's usage (unsaved defaults if nothing was ever reserved)."""
     return StorageUsage.objects.filter(user=user).first() or StorageUsage(user=user)
+
+
+def upload_has_variants(*, upload: Upload) -> bool:
+    """Whether OSS IMG can derive images from the upload: a stored image it decodes."""
+    return upload.status == Upload.Status.ACTIVE and (
+        upload.content_type in oss.IMG_SOURCE_TYPES or bool(upload.image_format)
+    )
+
+
+def upload_variants(*, uploads: list[Upload]) -> dict[int, dict[str, dict]]:
+    """Signed URLs of each configured IMAGE_VARIANTS per upload id ({} for non-images).
+
+    The uploads come from the owner-filtered selectors above: whoever may read an upload's row
+    gets its variants, exactly as for download_url. No query is made."""
+    result: dict[int, dict[str, dict]] = {upload.pk: {} for upload in uploads}
+    if not settings.IMAGE_VARIANTS:
+        return result
+    images = [upload for upload in uploads if upload_has_variants(upload=upload)]
+    signed = oss.oss_sign_process_urls(
+        keys=[upload.key for upload in images], processes=settings.IMAGE_VARIANTS
+    )
+    for upload in images:
+        urls = signed[upload.key]
+        result[upload.pk] = {
+            name: {"url": url, "expires_at": urls.expires_at} for name, url in urls.urls.items()
+        }
+    return result

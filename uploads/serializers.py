@@ -52,7 +52,16 @@ class UploadListFilterSerializer(serializers.Serializer):
     created_before = serializers.DateTimeField(required=False, default=None)
 
 
+class VariantOutputSerializer(serializers.Serializer):
+    url = serializers.CharField()
+    expires_at = serializers.DateTimeField()
+
+
 class UploadOutputSerializer(serializers.ModelSerializer):
+    # Variant name (IMAGE_VARIANTS) -> short-lived signed URL of the derived image; {} unless
+    # the upload is an image OSS can process.
+    variants = serializers.DictField(child=VariantOutputSerializer(), read_only=True)
+
     class Meta:
         model = Upload
         fields = [
@@ -67,6 +76,7 @@ class UploadOutputSerializer(serializers.ModelSerializer):
             "image_height",
             "image_format",
             "metadata",
+            "variants",
         ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -13,8 +14,10 @@ from urllib.parse import urlencode, urlsplit
 import oss2
 import pytest
 import requests
+from PIL import Image
 
 from tests.helpers import bearer
+from uploads.models import Upload
 
 TIMEOUT = 10
 
@@ -36,6 +39,37 @@ def png_bytes(width: int, height: int) -> bytes:
         + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
         + chunk(b"IDAT", zlib.compress(raw))
         + chunk(b"IEND", b"")
+    )
+
+
+def photo_jpeg(width: int, height: int, *, orientation: int = 1) -> bytes:
+    """Left half red, right half blue, with an EXIF Orientation."""
+    im = Image.new("RGB", (width, height), (255, 0, 0))
+    im.paste((0, 0, 255), (width // 2, 0, width, height))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    im.save(buffer, "JPEG", quality=90, exif=exif)
+    return buffer.getvalue()
+
+
+def root_bucket(settings) -> oss2.Bucket:
+    auth = oss2.make_auth(settings.ALIBABA_ACCESS_KEY_ID, settings.ALIBABA_ACCESS_KEY_SECRET, "v4")
+    return oss2.Bucket(auth, settings.OSS_ENDPOINT, settings.OSS_BUCKET, region=settings.OSS_REGION)
+
+
+def stored_upload(settings, owner, *, name: str, data: bytes, content_type: str, **extra):
+    """An upload row whose object really is in the (emulated) bucket."""
+    key = f"users/{owner.public_id}/{name}"
+    root_bucket(settings).put_object(key, data)
+    return Upload.objects.create(
+        owner=owner,
+        bucket=settings.OSS_BUCKET,
+        key=key,
+        filename=name,
+        size=len(data),
+        content_type=content_type,
+        **extra,
     )
 
 

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import io
+import re
+from html import unescape
+
 import pytest
+import requests
+from PIL import Image
 
 from tests.factories import (
     CallbackRefusalFactory,
     StorageUsageFactory,
     UploadFactory,
 )
+from tests.uploads.conftest import photo_jpeg, stored_upload
 from uploads.models import StorageUsage, UploadTicket
 
 
@@ -52,6 +59,20 @@ def test_upload_list_shows_human_size_and_a_signed_thumbnail(admin_client, rows)
     assert "Expires" in html or "x-oss-expires" in html.lower()
     detail = admin_client.get(f"/admin/uploads/upload/{rows.pk}/change/")
     assert detail.status_code == 200
+
+
+@pytest.mark.django_db
+def test_the_preview_is_the_thumbnail_variant(admin_client, user, settings, alibaba):
+    photo = stored_upload(
+        settings, user, name="big.jpg", data=photo_jpeg(1600, 1200), content_type="image/jpeg"
+    )
+    html = admin_client.get(f"/admin/uploads/upload/{photo.pk}/change/").content.decode()
+    (src,) = re.findall(r'<img src="([^"]+)"', html)
+    assert "x-oss-process=" in src
+    response = requests.get(unescape(src), timeout=10)
+    assert response.status_code == 200
+    thumbnail = Image.open(io.BytesIO(response.content))
+    assert (thumbnail.format, thumbnail.size) == ("WEBP", (256, 192))
 
 
 @pytest.mark.django_db

@@ -36,11 +36,13 @@ def _uploads(owner, n: int) -> list[Upload]:
 def test_list_query_count(auth_client, user, django_assert_num_queries, count):
     _uploads(user, count)
     _uploads(UserFactory(), 2)  # someone else's, never listed
-    # 1: the authenticated user; 2: the page.
+    # 1: the authenticated user; 2: the page. Signing each image's variants queries nothing.
     with django_assert_num_queries(2):
         response = auth_client.get("/api/uploads/")
     assert response.status_code == 200
-    assert len(response.json()["results"]) == count
+    results = response.json()["results"]
+    assert len(results) == count
+    assert all(set(item["variants"]) == {"thumbnail", "preview"} for item in results)
 
 
 @pytest.mark.django_db

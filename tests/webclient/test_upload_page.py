@@ -34,9 +34,10 @@ def test_log_in_upload_and_see_the_thumbnail(
         settings.OSS_PUBLIC_ENDPOINT = alibaba.endpoint.replace("127.0.0.1", "localhost")
     user = UserFactory()
     image = tmp_path / "sunset.png"
-    image.write_bytes(demo_png(160, 120))
+    image.write_bytes(demo_png(640, 480))
     errors: list[str] = []
     oss_hosts: set[str] = set()
+    image_requests: list[str] = []
 
     with headless_chromium(chromium_path) as browser:
         page = browser.new_page()
@@ -44,6 +45,10 @@ def test_log_in_upload_and_see_the_thumbnail(
         page.on(
             "request",
             lambda r: oss_hosts.add(urlsplit(r.url).netloc) if r.method == "PUT" else None,
+        )
+        page.on(
+            "request",
+            lambda r: image_requests.append(r.url) if r.resource_type == "image" else None,
         )
         page.goto(page_url)
         page.fill("#login-username", user.username)
@@ -61,7 +66,8 @@ def test_log_in_upload_and_see_the_thumbnail(
         assert row.get_attribute("class") == "done", row.inner_text()
         assert row.get_attribute("data-percent") == "100"
         assert page.eval_on_selector("#progress-list li.done progress", "p => p.value") == 100
-        # The list reloads with the new upload; its thumbnail comes from a signed URL and loads.
+        # The list reloads with the new upload; its tile is the thumbnail variant OSS derives
+        # (a signed x-oss-process URL), not the original.
         thumb = page.wait_for_selector("#uploads li.upload img.thumb[src]", timeout=10_000)
         page.wait_for_function(
             "img => img.complete && img.naturalWidth > 0", arg=thumb, timeout=10_000
@@ -82,14 +88,16 @@ def test_log_in_upload_and_see_the_thumbnail(
         "virtual-host": f"{settings.OSS_BUCKET}.localhost:{port}",
     }[addressing]
     assert oss_hosts == {expected_host}
-    assert natural == [160, 120]
+    assert natural == [256, 192]  # fits 256 x 256
+    (tile_request,) = [url for url in image_requests if urlsplit(url).port == port]
+    assert "x-oss-process=image%2Fauto-orient%2C1%2Fresize%2C" in tile_request
     assert listed == "sunset.png"
-    assert re.match(r"^\d+(\.\d)? KB · image/png · 160\u00d7120 · ", meta)
+    assert re.match(r"^\d+(\.\d)? KB · image/png · 640\u00d7480 · ", meta)
     assert credentials_note.startswith("Temporary key STS.")
     upload = Upload.objects.get(owner=user)
     assert upload.filename == "sunset.png"
     assert upload.size == image.stat().st_size
-    assert (upload.image_width, upload.image_height, upload.image_format) == (160, 120, "png")
+    assert (upload.image_width, upload.image_height, upload.image_format) == (640, 480, "png")
     assert upload.metadata == {"source": "upload-page"}
     assert upload.key.startswith(f"users/{user.public_id}/")
 

@@ -4,7 +4,7 @@
 //   3. ticket per file   POST /api/uploads/tickets/       -> the key and the callback parameters
 //   4. upload            ali-oss multipartUpload straight to OSS, with the ticket's callback
 //   5. OSS calls the server back; the server records the upload and OSS relays its JSON answer
-//   6. list              GET  /api/uploads/ (+ /api/uploads/{id}/ for a signed thumbnail URL)
+//   6. list              GET  /api/uploads/ (each image's variants.thumbnail is a signed URL)
 'use strict';
 
 (function () {
@@ -290,7 +290,10 @@
   }
 
   async function thumbnailUrl(upload) {
-    if (upload.thumbnail_url) return upload.thumbnail_url;
+    // The 256-pixel variant OSS derives (IMAGE_VARIANTS), never the full original, when the
+    // server offers one; the original's signed URL otherwise.
+    const variant = (upload.variants || {}).thumbnail;
+    if (variant) return variant.url;
     const detail = await api(`/api/uploads/${upload.id}/`);
     return detail.download_url || detail.url || null;
   }
