@@ -378,6 +378,8 @@ if not isinstance(IMAGE_VARIANTS, dict) or not all(
         "names of 1-32 lowercase letters, digits, - or _, processes starting image/ or style/."
     )
 IMAGE_VARIANT_URL_TTL_SECONDS = env.int("IMAGE_VARIANT_URL_TTL_SECONDS", default=300)
+# Where variant URLs point, when not OSS_PUBLIC_ENDPOINT: a CDN domain whose origin is the bucket.
+IMAGE_VARIANT_ENDPOINT = env.str("IMAGE_VARIANT_ENDPOINT", default="")
 # Signs the x:ticket callback variable; empty derives a key from SECRET_KEY (salted HMAC).
 UPLOAD_CALLBACK_HMAC_KEY = env.str("UPLOAD_CALLBACK_HMAC_KEY", default="")
 # Callback public keys that are never fetched: URL prefix -> PEM file shipped with the project.

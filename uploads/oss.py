@@ -273,6 +273,10 @@ def oss_sign_process_urls(
         prefix = client._make_url(client.bucket_name, "", slash_safe=True)
     except (oss2.exceptions.ClientError, ValueError) as exc:
         raise StorageUnavailable(f"Could not sign image URLs: {_describe(exc)}") from exc
+    if settings.IMAGE_VARIANT_ENDPOINT:
+        # A CDN (or bucket CNAME) serving the bucket at its root: OSS signs /bucket/key
+        # whatever host the URL names, so the same signature holds behind it.
+        prefix = settings.IMAGE_VARIANT_ENDPOINT.rstrip("/") + "/"
     now = datetime.now(UTC).replace(microsecond=0)
     quoted = [(name, process, quote(process, safe="")) for name, process in processes.items()]
     if settings.OSS_SIGNATURE_VERSION == "v4":

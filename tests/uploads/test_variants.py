@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import oss2
 import pytest
@@ -202,3 +202,30 @@ def test_bad_image_variants_refuse_to_start(value):
     )
     assert result.returncode != 0
     assert "IMAGE_VARIANTS" in result.stderr
+
+
+@pytest.mark.django_db
+def test_variants_behind_a_cdn_domain_keep_the_oss_signature(
+    auth_client, user, settings, signature_version
+):
+    """IMAGE_VARIANT_ENDPOINT names a CDN serving the bucket at its root; the CDN forwards the
+    request to OSS, which checks the same signature. Here the "CDN" is the emulator's own
+    virtual-host addressing (Host: <bucket>.localhost)."""
+    port = urlsplit(settings.OSS_ENDPOINT).port
+    cdn_host = f"{settings.OSS_BUCKET}.localhost:{port}"
+    settings.IMAGE_VARIANT_ENDPOINT = f"http://{cdn_host}/"
+    photo = stored_upload(
+        settings, user, name="c.jpg", data=photo_jpeg(512, 512), content_type="image/jpeg"
+    )
+    url = auth_client.get(f"/api/uploads/{photo.pk}/").json()["variants"]["thumbnail"]["url"]
+    parts = urlsplit(url)
+    assert parts.netloc == cdn_host
+    assert parts.path == "/" + quote(photo.key, safe="/")
+    # What the CDN sends its origin: the same path and query, to the bucket's host.
+    response = requests.get(
+        f"http://127.0.0.1:{port}{parts.path}?{parts.query}",
+        headers={"Host": cdn_host},
+        timeout=TIMEOUT,
+    )
+    assert response.status_code == 200, response.text
+    assert Image.open(io.BytesIO(response.content)).size == (256, 256)
