@@ -66,8 +66,10 @@ class UploadAdmin(admin.ModelAdmin):
         try:
             # The small derived image OSS makes, not the original; the original only when the
             # operator configured no thumbnail variant.
-            variant = upload_variants(uploads=[obj])[obj.pk].get("thumbnail")
-            url = variant["url"] if variant else oss.oss_sign_download_url(key=obj.key).url
+            variants = upload_variants(uploads=[obj])[obj.pk]
+            url = (variants.urls if variants else {}).get("thumbnail") or (
+                oss.oss_sign_download_url(key=obj.key).url
+            )
         except oss.StorageUnavailable:
             return "(storage unavailable)"
         return format_html(

@@ -74,12 +74,12 @@ def upload_has_variants(*, upload: Upload) -> bool:
     )
 
 
-def upload_variants(*, uploads: list[Upload]) -> dict[int, dict[str, dict]]:
-    """Signed URLs of each configured IMAGE_VARIANTS per upload id ({} for non-images).
+def upload_variants(*, uploads: list[Upload]) -> dict[int, oss.ProcessUrls | None]:
+    """Signed URLs of each configured IMAGE_VARIANTS per upload id (None for non-images).
 
     The uploads come from the owner-filtered selectors above: whoever may read an upload's row
     gets its variants, exactly as for download_url. No query is made."""
-    result: dict[int, dict[str, dict]] = {upload.pk: {} for upload in uploads}
+    result: dict[int, oss.ProcessUrls | None] = {upload.pk: None for upload in uploads}
     if not settings.IMAGE_VARIANTS:
         return result
     images = [upload for upload in uploads if upload_has_variants(upload=upload)]
@@ -87,8 +87,5 @@ def upload_variants(*, uploads: list[Upload]) -> dict[int, dict[str, dict]]:
         keys=[upload.key for upload in images], processes=settings.IMAGE_VARIANTS
     )
     for upload in images:
-        urls = signed[upload.key]
-        result[upload.pk] = {
-            name: {"url": url, "expires_at": urls.expires_at} for name, url in urls.urls.items()
-        }
+        result[upload.pk] = signed[upload.key]
     return result
