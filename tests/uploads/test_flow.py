@@ -152,7 +152,10 @@ def test_list_detail_and_delete(live, user, other_user):
         "image_height",
         "image_format",
         "metadata",
+        "variants",
     }
+    assert set(listing["results"][0]["variants"]) == {"thumbnail", "preview"}
+    assert listing["results"][1]["variants"] == {}  # text/plain
     images = live.api("GET", "/api/uploads/?content_type=image/*", user).json()
     assert [item["id"] for item in images["results"]] == [ids[1]]
     texts = live.api("GET", "/api/uploads/?content_type=text/plain", user).json()
