@@ -16,7 +16,7 @@ What it follows from Alibaba's IMG documentation:
 
 Memory stays bounded: the source is at most 20 MB, its header is checked before any pixel is
 decoded, a JPEG about to be shrunk is decoded at 1/2 to 1/8 scale (Image.draft), and at most
-two images are decoded at once however many requests arrive.
+two sources are read and decoded at once however many requests arrive.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import io
 import json
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
@@ -343,11 +343,13 @@ def _draft(im: Image.Image, steps: list[Step]) -> tuple[int, int] | None:
     return None
 
 
-def process(data: bytes, steps: list[Step]) -> Processed:
-    """Apply `steps` to the image in `data` (at most MAX_SOURCE_BYTES)."""
-    if len(data) > MAX_SOURCE_BYTES:
-        raise source_too_large()
+def process(read: Callable[[], bytes], steps: list[Step]) -> Processed:
+    """Apply `steps` to the image `read()` returns (at most MAX_SOURCE_BYTES). The source is
+    read only once this request's turn to decode has come, so waiting requests hold no bytes."""
     with _DECODING:
+        data = read()
+        if len(data) > MAX_SOURCE_BYTES:
+            raise source_too_large()
         im = _open(data)
         if steps[0].action == "info":
             return Processed("application/json", info(im, len(data)))

@@ -175,11 +175,12 @@ class ObjectOperations(OssPipeline):
             steps = imaging.parse_process(request.query["x-oss-process"], self.config.image_styles)
             if record.size > imaging.MAX_SOURCE_BYTES:
                 raise imaging.source_too_large()
-            data = b"".join(handle.read(size) for handle, _, size in handles)
+            result = imaging.process(
+                lambda: b"".join(handle.read(size) for handle, _, size in handles), steps
+            )
         finally:
             for handle, _, _ in handles:
                 handle.close()
-        result = imaging.process(data, steps)
         # The derived bytes have no stored checksum: no ETag, Content-MD5 or CRC-64 of the
         # original, which SDKs would check the body against.
         headers = {
