@@ -2,7 +2,7 @@
 working `python -m emulator` that serves STS and OSS to the official SDKs, with nothing of the
 app server (no Django, no project checkout on the path).
 
-The install resolves the emulator's dependencies (cryptography, crcmod, setuptools for the
+The install resolves the emulator's dependencies (cryptography, crcmod, Pillow, setuptools for the
 build) the way any user's pip does: from the configured index and pip's cache.
 """
 
