@@ -128,6 +128,18 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     (BASE_DIR / "var").mkdir(exist_ok=True)
+    # The embedded default takes concurrent writers (the upload page sends files in parallel):
+    # a transaction takes the write lock when it begins, not when it first writes (two deferred
+    # transactions upgrading their read locks deadlock, and SQLite fails one at once with
+    # "database is locked" whatever the timeout); writers then wait their turn for up to
+    # SQLITE_BUSY_TIMEOUT_SECONDS; WAL lets reads go on while one writes.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": env.float("SQLITE_BUSY_TIMEOUT_SECONDS", default=20.0),
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
 
 REDIS_URL = _required("REDIS_URL", local_default="")
 CACHE_KEY_PREFIX = env.str("CACHE_KEY_PREFIX", default="appserver")

@@ -12,20 +12,17 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import requests
 
 from scripts.demo_client import run_demo
+from tests.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 BANNER_END = "Ctrl-C stops both servers."
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _port_free(port: int) -> bool:
@@ -112,8 +109,25 @@ class Supervisor:
             self.process.wait(timeout=10)
 
 
+def _parallel_tickets(base_url: str, password: str, *, count: int) -> list[int]:
+    """What the upload page does with several files: ticket requests at the same moment, each
+    writing the user's quota row on the embedded SQLite."""
+    login = requests.post(
+        f"{base_url}/api/auth/login/", json={"username": "demo", "password": password}, timeout=15
+    )
+    headers = {"Authorization": f"Bearer {login.json()['access']}"}
+
+    def ticket(n: int) -> int:
+        body = {"filename": f"parallel{n}.txt", "size": 10, "content_type": "text/plain"}
+        url = f"{base_url}/api/uploads/tickets/"
+        return requests.post(url, json=body, headers=headers, timeout=30).status_code
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(ticket, range(count)))
+
+
 def test_make_run_serves_the_demo_stops_cleanly_and_reuses_its_state(tmp_path):
-    app_port, emulator_port = _free_port(), _free_port()
+    app_port, emulator_port = free_port(), free_port()
     base_url = f"http://127.0.0.1:{app_port}"
 
     first = Supervisor(tmp_path, app_port, emulator_port)
@@ -131,6 +145,7 @@ def test_make_run_serves_the_demo_stops_cleanly_and_reuses_its_state(tmp_path):
 
         result = run_demo(base_url=base_url, username="demo", password=password, say=lambda _: None)
         assert result.downloaded == result.uploaded
+        assert _parallel_tickets(base_url, password, count=10) == [201] * 10
 
         first.process.send_signal(signal.SIGINT)  # what Ctrl-C delivers
         assert first.process.wait(timeout=40) == 0
