@@ -16,7 +16,22 @@ from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-env = environ.Env()
+
+class _Env(environ.Env):
+    """django-environ, with a message that names the variable when a value does not parse
+    (`STS_DURATION_SECONDS=1h` stops the start with that, not with int()'s traceback)."""
+
+    def get_value(self, var, cast=None, default=environ.Env.NOTSET, parse_default=False):
+        try:
+            return super().get_value(var, cast=cast, default=default, parse_default=parse_default)
+        except ValueError:
+            kind = {int: "a whole number", float: "a number"}.get(cast, f"a valid {cast}")
+            raise ImproperlyConfigured(
+                f"{var} must be {kind}, not {self.ENVIRON.get(var)!r} (see docs/configuration.md)."
+            ) from None
+
+
+env = _Env()
 # A developer's own overrides; never committed (see .env.example).
 if (BASE_DIR / ".env").is_file():
     environ.Env.read_env(BASE_DIR / ".env")
@@ -274,12 +289,16 @@ OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="OSS app server admin")
 # reconciliation, signed download URLs). Locally: what `python -m emulator` serves with no flags
 # (its development root key pair, role, bucket and region; placeholders, not secrets). Production
 # has no default for any of them.
-_EMULATOR_ENDPOINT = "http://127.0.0.1:9100"
 ALIBABA_ACCESS_KEY_ID = _required("ALIBABA_ACCESS_KEY_ID", local_default="LTAIemulatorRootKey01")
 ALIBABA_ACCESS_KEY_SECRET = _required(
     "ALIBABA_ACCESS_KEY_SECRET",
     local_default="emulator-root-secret-for-local-use-only",
 )
+# The embedded default's ports, the same variables `make run` reads (scripts/run_local.py), so
+# `EMULATOR_PORT=9101 python manage.py reconcile` talks to `EMULATOR_PORT=9101 make run`'s emulator.
+EMULATOR_PORT = env.int("EMULATOR_PORT", default=9100)
+APP_PORT = env.int("APP_PORT", default=8000)
+_EMULATOR_ENDPOINT = f"http://127.0.0.1:{EMULATOR_PORT}"
 
 # --- STS (tokens/) ----------------------------------------------------------------------------
 STS_ENDPOINT = _required("STS_ENDPOINT", local_default=_EMULATOR_ENDPOINT)
@@ -319,7 +338,7 @@ STORAGE_PREFIX_TEMPLATE = env.str("STORAGE_PREFIX_TEMPLATE", default="users/{use
 
 # --- Upload callbacks (uploads/) --------------------------------------------------------------
 OSS_CALLBACK_URL = _required(
-    "OSS_CALLBACK_URL", local_default="http://127.0.0.1:8000/api/oss/callback/"
+    "OSS_CALLBACK_URL", local_default=f"http://127.0.0.1:{APP_PORT}/api/oss/callback/"
 )
 OSS_CALLBACK_KEY_URL_PREFIXES = env.list(
     "OSS_CALLBACK_KEY_URL_PREFIXES",
@@ -399,6 +418,8 @@ if RECONCILE_STRAY_OBJECTS not in {"adopt", "delete"}:
 # still be on its way.
 RECONCILE_GRACE_SECONDS = env.int("RECONCILE_GRACE_SECONDS", default=900)
 RECONCILE_PAGE_SIZE = env.int("RECONCILE_PAGE_SIZE", default=1000)  # keys per ListObjects call
+# A run still "running" with no progress saved for this long is shown as stale (killed).
+RECONCILE_STALE_SECONDS = env.int("RECONCILE_STALE_SECONDS", default=900)
 # The reports' covering index (uploads migration 0003) is PostgreSQL's; on the embedded SQLite it
 # is a plain index on created_at, which is all a local demo needs.
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

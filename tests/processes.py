@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import requests
 
@@ -121,6 +122,33 @@ class PostgresCluster:
         with contextlib.suppress(subprocess.CalledProcessError):
             self.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def run_manage(
+    *args: str, env: dict[str, str], timeout: float = 120
+) -> subprocess.CompletedProcess:
+    """`manage.py <args>` in a process of its own, with only the variables given (and PATH):
+    nothing from the developer's shell or the test run leaks in."""
+    clean = {"PATH": os.environ.get("PATH", ""), **env}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def database_url(connection) -> str:
+    """A DATABASE_URL for the database `connection` uses (the test database, during tests), so
+    a command in another process sees what a `transaction=True` test committed."""
+    conf = connection.settings_dict
+    password = f":{quote(conf['PASSWORD'], safe='')}" if conf["PASSWORD"] else ""
+    return (
+        f"postgres://{quote(conf['USER'], safe='')}{password}@{conf['HOST'] or '127.0.0.1'}:"
+        f"{conf['PORT'] or 5432}/{conf['NAME']}"
+    )
 
 
 def app_environment(**overrides: str) -> dict[str, str]:

@@ -47,6 +47,10 @@ def _group_gone(pgid: int, timeout: float) -> bool:
     return False
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class Supervisor:
     def __init__(self, var_dir: Path, app_port: int, emulator_port: int) -> None:
         env = {
@@ -68,6 +72,9 @@ class Supervisor:
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,
+            # As `make run &` in a script starts it: a background job inherits SIGINT ignored,
+            # and the supervisor must still stop on Ctrl-C's signal.
+            preexec_fn=_ignore_sigint,
         )
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
