@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from appserver.health import healthz
@@ -11,6 +12,8 @@ handler404 = "appserver.errors.handler404"
 handler500 = "appserver.errors.handler500"
 
 urlpatterns = [
+    # People who open the server's address land on the upload page, not on a 404.
+    path("", RedirectView.as_view(pattern_name="upload-page", permanent=False)),
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("api/auth/", include("accounts.urls")),

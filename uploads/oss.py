@@ -174,6 +174,8 @@ def _bucket(*, endpoint: str | None = None, timeout: float | None = None) -> oss
 
 
 def _describe(exc: Exception) -> str:
+    if isinstance(exc, oss2.exceptions.RequestError):  # status -2: no HTTP answer at all
+        return f"no answer from OSS ({type(exc.exception).__name__})"
     if isinstance(exc, oss2.exceptions.OssError):
         return f"{exc.status} {exc.code or ''} {exc.request_id or ''}".strip()
     return type(exc).__name__

@@ -8,6 +8,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+import requests
 
 from scripts.demo_client import demo_png
 from tests.factories import PASSWORD, UserFactory
@@ -247,3 +248,12 @@ def test_parallel_uploads_with_an_expired_access_token_share_one_refresh(
     assert len(refreshes) == 1
     session = LoginSession.objects.get(user=user)
     assert (session.ended_at, session.end_reason) == (None, "")
+
+
+def test_the_root_url_leads_to_the_upload_page(live_server):
+    """Who opens the server's address lands on the upload page, not on a 404 (in DEBUG, one
+    that lists every route)."""
+    response = requests.get(live_server.url + "/", allow_redirects=False, timeout=10)
+    assert (response.status_code, response.headers["Location"]) == (302, "/upload/")
+    page = requests.get(live_server.url + "/", timeout=10)
+    assert (page.status_code, page.url) == (200, live_server.url + "/upload/")
