@@ -12,6 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from csp.constants import NONCE, NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -78,6 +79,8 @@ INSTALLED_APPS = [
     "django_otp",
     "django_otp.plugins.otp_totp",
     "django_otp.plugins.otp_static",
+    "csp",
+    "corsheaders",
     "accounts",
     "policies",
     "tokens",
@@ -89,7 +92,10 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "appserver.middleware.RequestIdMiddleware",
     "appserver.middleware.ServiceUnavailableMiddleware",
+    # Before CommonMiddleware, as django-cors-headers requires, so preflights are answered.
+    "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -220,6 +226,34 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = PRODUCTION
 SECURE_HSTS_PRELOAD = PRODUCTION
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+
+# --- Browser surface: Content-Security-Policy (django-csp) and CORS (django-cors-headers) --------
+# One policy for every response: only this origin's scripts, styles and images, plus inline
+# blocks that carry the response's nonce (the Swagger UI page, the reports dashboard). The
+# upload page adds the OSS endpoint it uploads to and shows thumbnails from
+# (webclient/views.py). No framing at all (X_FRAME_OPTIONS says the same to old browsers).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, NONCE],
+        "img-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "font-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+# CORS only for what a web app on another origin calls with a JWT (log in, credentials,
+# tickets, uploads): never the OSS callback (server to server), the admin or the reports.
+# No origin is allowed unless listed; no cookies cross (the API authenticates by header).
+CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
+CORS_URLS_REGEX = r"^/api/(auth|sts|uploads)/"
+CORS_ALLOW_CREDENTIALS = False
+CORS_EXPOSE_HEADERS = ["Retry-After", "X-Request-ID"]
+CORS_PREFLIGHT_MAX_AGE = 3600
 
 # --- REST API ---------------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -211,6 +211,16 @@ def oss_delete_object(*, key: str, timeout: float | None = None) -> DeleteResult
     return DeleteResult(key=key, removed=True)
 
 
+def oss_browser_origins() -> list[str]:
+    """The origins a browser reaches the bucket at through OSS_PUBLIC_ENDPOINT (path style, and
+    virtual-hosted as <bucket>.<endpoint host>): what a page's Content-Security-Policy must let
+    it connect to and load images from."""
+    endpoint = urlsplit(settings.OSS_PUBLIC_ENDPOINT)
+    scheme = endpoint.scheme or "https"
+    host = endpoint.netloc or endpoint.path  # an endpoint may be given without its scheme
+    return [f"{scheme}://{host}", f"{scheme}://{settings.OSS_BUCKET}.{host}"]
+
+
 def oss_sign_download_url(
     *, key: str, filename: str = "", expires_in: int | None = None
 ) -> SignedUrl:
