@@ -10,9 +10,8 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db import connection
 
-from tests.processes import database_url, run_manage
-
 from policies.services import policy_for_user
+from tests.processes import database_url, run_manage
 
 pytestmark = pytest.mark.django_db
 
@@ -69,8 +68,9 @@ def test_allowed_names_the_deciding_statement(user, settings):
 def test_an_upload_that_could_replace_an_object_is_denied(user, settings):
     key = f"users/{user.public_id}/photo.jpg"
     output = explain(
-        "--user", user.username, "--scope", "write", "--action", "oss:PutObject", "--key", key
-    )
+        "--user", user.username, "--scope", "write", "--action", "oss:PutObject", "--key", key,
+        denied=True,
+    )  # fmt: skip
     resource = f"acs:oss:*:*:{settings.OSS_BUCKET}/{key}"
     tail = output.splitlines()[-3:]
     assert tail[0] == (
@@ -174,7 +174,7 @@ def test_exit_status_says_allowed_or_denied(user, other_user):
     def status(key: str, username: str = user.username) -> tuple[int, str, str]:
         result = run_manage(
             "explain_policy", "--user", username, "--scope", "readwrite",
-            "--action", "oss:PutObject", "--key", key, env=env,
+            "--action", "oss:GetObject", "--key", key, env=env,
         )  # fmt: skip
         return result.returncode, result.stdout.splitlines()[-1:], result.stderr
 
@@ -183,13 +183,13 @@ def test_exit_status_says_allowed_or_denied(user, other_user):
         0,
         [
             f'Reason: statement 1 of "session policy" allows '
-            f"oss:PutObject on acs:oss:*:*:{settings.OSS_BUCKET}/{own}"
+            f"oss:GetObject on acs:oss:*:*:{settings.OSS_BUCKET}/{own}"
         ],
     )
     code, _, stderr = status(other)
     assert (code, stderr) == (
         1,
-        f"CommandError: Denied: oss:PutObject on acs:oss:*:*:{settings.OSS_BUCKET}/{other}.\n",
+        f"CommandError: Denied: oss:GetObject on acs:oss:*:*:{settings.OSS_BUCKET}/{other}.\n",
     )
     assert status(own, username="ghost") == (
         2,
