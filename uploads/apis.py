@@ -23,6 +23,7 @@ from uploads.serializers import (
     UploadDetailOutputSerializer,
     UploadListFilterSerializer,
     UploadOutputSerializer,
+    UploadPageOutputSerializer,
     UsageOutputSerializer,
 )
 
@@ -71,9 +72,7 @@ class UploadPagination(CursorPagination):
 class UploadListApi(APIView):
     permission_classes = [IsActiveAccount]
 
-    @extend_schema(
-        parameters=[UploadListFilterSerializer], responses=UploadOutputSerializer(many=True)
-    )
+    @extend_schema(parameters=[UploadListFilterSerializer], responses=UploadPageOutputSerializer)
     def get(self, request: Request) -> Response:
         filters = UploadListFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
