@@ -153,7 +153,9 @@ def test_credentials_refresh_after_refresh_after_and_large_files_go_multipart(
         page.clock.fast_forward("55:00")
         page.set_input_files("#file-input", str(large))
         page.wait_for_function(
-            "document.querySelectorAll('#uploads li.upload').length === 2", timeout=30_000
+            # A function, not an expression: the page's CSP forbids the eval() of one.
+            "() => document.querySelectorAll('#uploads li.upload').length === 2",
+            timeout=30_000,
         )
         statuses = page.eval_on_selector_all(
             "#progress-list li", "rows => rows.map(r => r.className + ' ' + r.dataset.percent)"
