@@ -72,7 +72,11 @@ class UploadPagination(CursorPagination):
 class UploadListApi(APIView):
     permission_classes = [IsActiveAccount]
 
-    @extend_schema(parameters=[UploadListFilterSerializer], responses=UploadPageOutputSerializer)
+    @extend_schema(
+        operation_id="uploads_list",
+        parameters=[UploadListFilterSerializer],
+        responses=UploadPageOutputSerializer,
+    )
     def get(self, request: Request) -> Response:
         filters = UploadListFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
