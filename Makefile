@@ -4,8 +4,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # The test suite runs against PostgreSQL and Redis; override either to use other servers.
+# The tests empty their Redis database between tests (FLUSHDB): a database number of its own
+# (15) keeps whatever else uses Redis database 0 on this machine.
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/appserver
-TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 TEST_ENV := DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) APP_ENV=local
 # pytest-xdist workers: each gets its own test database and cache key prefix (tests/settings.py).
 # Many tests wait on real HTTP, timeouts and a browser, so more workers than cores pays.

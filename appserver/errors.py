@@ -16,7 +16,10 @@ import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db import InterfaceError as DatabaseInterfaceError
+from django.db import OperationalError as DatabaseOperationalError
 from django.http import Http404, HttpRequest, JsonResponse
+from redis import exceptions as redis_errors
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
@@ -91,6 +94,34 @@ class ServiceUnavailable(AppError):
     def __init__(self, message: str | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("retry_after", 5)
         super().__init__(message, **kwargs)
+
+
+class CacheUnavailable(ServiceUnavailable):
+    code, message = "cache_unavailable", "The cache is unavailable. Retry later."
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    code, message = "database_unavailable", "The database is unavailable or busy. Retry later."
+
+
+# Failures of a backing service, not of the request: the client should retry, and the server
+# recovers by itself (redis-py and Django reconnect on the next request). A Redis ResponseError
+# other than READONLY (a failover in progress) is a bug, not an outage, and stays a 500.
+_CACHE_DOWN = (redis_errors.ConnectionError, redis_errors.TimeoutError, redis_errors.ReadOnlyError)
+# OperationalError also covers SQLite's "database is locked" and PostgreSQL's lock or statement
+# timeouts and serialization failures: all "retry later", none a fault of the request.
+_DATABASE_DOWN = (DatabaseOperationalError, DatabaseInterfaceError)
+
+
+def service_unavailable_for(exc: BaseException) -> ServiceUnavailable | None:
+    """The 503 for an exception that means a backing service is down, else None."""
+    if isinstance(exc, _CACHE_DOWN):
+        logger.warning("The cache is unavailable: %s: %s", type(exc).__name__, exc)
+        return CacheUnavailable()
+    if isinstance(exc, _DATABASE_DOWN):
+        logger.warning("The database is unavailable: %s: %s", type(exc).__name__, exc)
+        return DatabaseUnavailable()
+    return None
 
 
 def _body(request_view: Any, *, status: int, code: str, message: str, fields: Any) -> dict:
@@ -170,6 +201,8 @@ def exception_handler(exc: Exception, context: dict) -> Response:
         error = exc
     elif isinstance(exc, drf.APIException):
         error = _from_drf(exc)
+    elif (unavailable := service_unavailable_for(exc)) is not None:
+        error = unavailable
     else:
         logger.exception("Unhandled error in %s", type(view).__name__ if view else "view")
         error = AppError("An unexpected error occurred. It has been logged.", code="server_error")

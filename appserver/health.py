@@ -11,6 +11,8 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from appserver.errors import CacheUnavailable, DatabaseUnavailable, ServiceUnavailable
+
 logger = logging.getLogger(__name__)
 
 
@@ -39,8 +41,22 @@ def _cache() -> None:
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
     checks = {"database": _check("database", _database), "cache": _check("cache", _cache)}
-    healthy = all(check["ok"] for check in checks.values())
-    return JsonResponse(
-        {"status": "ok" if healthy else "unavailable", "checks": checks},
-        status=200 if healthy else 503,
+    failed: list[ServiceUnavailable] = [
+        error()
+        for name, error in (("database", DatabaseUnavailable), ("cache", CacheUnavailable))
+        if not checks[name]["ok"]
+    ]
+    if not failed:
+        return JsonResponse({"status": "ok", "checks": checks})
+    # The one error shape beside the checks, so clients and load balancers read it like any 503.
+    error = failed[0]
+    response = JsonResponse(
+        {
+            "status": "unavailable",
+            "checks": checks,
+            "error": {"code": error.code, "message": error.message},
+        },
+        status=503,
     )
+    response["Retry-After"] = str(error.retry_after)
+    return response

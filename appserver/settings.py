@@ -13,11 +13,27 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from csp.constants import NONCE, NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-env = environ.Env()
+
+class _Env(environ.Env):
+    """django-environ, with a message that names the variable when a value does not parse
+    (`STS_DURATION_SECONDS=1h` stops the start with that, not with int()'s traceback)."""
+
+    def get_value(self, var, cast=None, default=environ.Env.NOTSET, parse_default=False):
+        try:
+            return super().get_value(var, cast=cast, default=default, parse_default=parse_default)
+        except ValueError:
+            kind = {int: "a whole number", float: "a number"}.get(cast, f"a valid {cast}")
+            raise ImproperlyConfigured(
+                f"{var} must be {kind}, not {self.ENVIRON.get(var)!r} (see docs/configuration.md)."
+            ) from None
+
+
+env = _Env()
 # A developer's own overrides; never committed (see .env.example).
 if (BASE_DIR / ".env").is_file():
     environ.Env.read_env(BASE_DIR / ".env")
@@ -64,6 +80,8 @@ INSTALLED_APPS = [
     "django_otp",
     "django_otp.plugins.otp_totp",
     "django_otp.plugins.otp_static",
+    "csp",
+    "corsheaders",
     "accounts",
     "policies",
     "tokens",
@@ -74,7 +92,11 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "appserver.middleware.RequestIdMiddleware",
+    "appserver.middleware.ServiceUnavailableMiddleware",
+    # Before CommonMiddleware, as django-cors-headers requires, so preflights are answered.
+    "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -128,6 +150,18 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     (BASE_DIR / "var").mkdir(exist_ok=True)
+    # The embedded default takes concurrent writers (the upload page sends files in parallel):
+    # a transaction takes the write lock when it begins, not when it first writes (two deferred
+    # transactions upgrading their read locks deadlock, and SQLite fails one at once with
+    # "database is locked" whatever the timeout); writers then wait their turn for up to
+    # SQLITE_BUSY_TIMEOUT_SECONDS; WAL lets reads go on while one writes.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": env.float("SQLITE_BUSY_TIMEOUT_SECONDS", default=20.0),
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
 
 REDIS_URL = _required("REDIS_URL", local_default="")
 CACHE_KEY_PREFIX = env.str("CACHE_KEY_PREFIX", default="appserver")
@@ -193,6 +227,34 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = PRODUCTION
 SECURE_HSTS_PRELOAD = PRODUCTION
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+
+# --- Browser surface: Content-Security-Policy (django-csp) and CORS (django-cors-headers) --------
+# One policy for every response: only this origin's scripts, styles and images, plus inline
+# blocks that carry the response's nonce (the Swagger UI page, the reports dashboard). The
+# upload page adds the OSS endpoint it uploads to and shows thumbnails from
+# (webclient/views.py). No framing at all (X_FRAME_OPTIONS says the same to old browsers).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, NONCE],
+        "img-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "font-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+# CORS only for what a web app on another origin calls with a JWT (log in, credentials,
+# tickets, uploads): never the OSS callback (server to server), the admin or the reports.
+# No origin is allowed unless listed; no cookies cross (the API authenticates by header).
+CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
+CORS_URLS_REGEX = r"^/api/(auth|sts|uploads)/"
+CORS_ALLOW_CREDENTIALS = False
+CORS_EXPOSE_HEADERS = ["Retry-After", "X-Request-ID"]
+CORS_PREFLIGHT_MAX_AGE = 3600
 
 # --- REST API ---------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -262,12 +324,16 @@ OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="OSS app server admin")
 # reconciliation, signed download URLs). Locally: what `python -m emulator` serves with no flags
 # (its development root key pair, role, bucket and region; placeholders, not secrets). Production
 # has no default for any of them.
-_EMULATOR_ENDPOINT = "http://127.0.0.1:9100"
 ALIBABA_ACCESS_KEY_ID = _required("ALIBABA_ACCESS_KEY_ID", local_default="LTAIemulatorRootKey01")
 ALIBABA_ACCESS_KEY_SECRET = _required(
     "ALIBABA_ACCESS_KEY_SECRET",
     local_default="emulator-root-secret-for-local-use-only",
 )
+# The embedded default's ports, the same variables `make run` reads (scripts/run_local.py), so
+# `EMULATOR_PORT=9101 python manage.py reconcile` talks to `EMULATOR_PORT=9101 make run`'s emulator.
+EMULATOR_PORT = env.int("EMULATOR_PORT", default=9100)
+APP_PORT = env.int("APP_PORT", default=8000)
+_EMULATOR_ENDPOINT = f"http://127.0.0.1:{EMULATOR_PORT}"
 
 # --- STS (tokens/) ----------------------------------------------------------------------------
 STS_ENDPOINT = _required("STS_ENDPOINT", local_default=_EMULATOR_ENDPOINT)
@@ -307,7 +373,7 @@ STORAGE_PREFIX_TEMPLATE = env.str("STORAGE_PREFIX_TEMPLATE", default="users/{use
 
 # --- Upload callbacks (uploads/) --------------------------------------------------------------
 OSS_CALLBACK_URL = _required(
-    "OSS_CALLBACK_URL", local_default="http://127.0.0.1:8000/api/oss/callback/"
+    "OSS_CALLBACK_URL", local_default=f"http://127.0.0.1:{APP_PORT}/api/oss/callback/"
 )
 OSS_CALLBACK_KEY_URL_PREFIXES = env.list(
     "OSS_CALLBACK_KEY_URL_PREFIXES",
@@ -410,6 +476,8 @@ if RECONCILE_STRAY_OBJECTS not in {"adopt", "delete"}:
 # still be on its way.
 RECONCILE_GRACE_SECONDS = env.int("RECONCILE_GRACE_SECONDS", default=900)
 RECONCILE_PAGE_SIZE = env.int("RECONCILE_PAGE_SIZE", default=1000)  # keys per ListObjects call
+# A run still "running" with no progress saved for this long is shown as stale (killed).
+RECONCILE_STALE_SECONDS = env.int("RECONCILE_STALE_SECONDS", default=900)
 # The reports' covering index (uploads migration 0003) is PostgreSQL's; on the embedded SQLite it
 # is a plain index on created_at, which is all a local demo needs.
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

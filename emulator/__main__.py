@@ -157,23 +157,27 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as exc:
         print(f"emulator: {exc}", file=sys.stderr)
         return 2
-    print(f"Alibaba Cloud emulator (STS + OSS) listening on {emulator.endpoint}", flush=True)
-    print(f"  region:       {config.region}")
-    print(f"  buckets:      {', '.join(config.buckets)}")
-    for role in config.effective_roles():
-        print(f"  role:         {role.arn} (max session {role.max_session_duration}s)")
-    print(f"  root key id:  {config.root_access_key_id}")
-    print(f"  callback key: {emulator.public_key_url}")
-    for name, process in config.image_styles.items():
-        print(f"  image style:  {name} = {process}")
-    where = config.data_dir if config.data_dir is not None else "memory (nothing kept)"
-    print(f"  data:         {where}", flush=True)
 
     def stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, stop)
+    # SIGINT explicitly too: started in the background of a script, a process inherits SIGINT
+    # ignored, and Python then installs no Ctrl-C handler of its own. Installed before the
+    # banner: whoever waits for the banner may signal at once.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, stop)
     try:
+        print(f"Alibaba Cloud emulator (STS + OSS) listening on {emulator.endpoint}", flush=True)
+        print(f"  region:       {config.region}")
+        print(f"  buckets:      {', '.join(config.buckets)}")
+        for role in config.effective_roles():
+            print(f"  role:         {role.arn} (max session {role.max_session_duration}s)")
+        print(f"  root key id:  {config.root_access_key_id}")
+        print(f"  callback key: {emulator.public_key_url}")
+        for name, process in config.image_styles.items():
+            print(f"  image style:  {name} = {process}")
+        where = config.data_dir if config.data_dir is not None else "memory (nothing kept)"
+        print(f"  data:         {where}", flush=True)
         emulator.serve_forever()
     except KeyboardInterrupt:
         print("stopped", flush=True)

@@ -88,7 +88,7 @@ class ReconciliationRunAdmin(_ReadOnly):
     list_display = (
         "id",
         "started_at",
-        "status",
+        "state",
         "prefix",
         "applied",
         "objects_listed",
@@ -104,7 +104,8 @@ class ReconciliationRunAdmin(_ReadOnly):
     readonly_fields = (
         "started_at",
         "finished_at",
-        "status",
+        "updated_at",
+        "state",
         "bucket",
         "prefix",
         "applied",
@@ -122,6 +123,10 @@ class ReconciliationRunAdmin(_ReadOnly):
         "all_findings",
     )
     fields = readonly_fields
+
+    @admin.display(description="status", ordering="status")
+    def state(self, obj: ReconciliationRun) -> str:
+        return obj.state
 
     def get_inlines(self, request: HttpRequest, obj=None):
         # The inline would load every finding; above a page of them, link to the list instead.

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class ReconciliationRun(models.Model):
@@ -15,6 +18,9 @@ class ReconciliationRun(models.Model):
 
     started_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Saved with every flush of the counters: a run that is "running" without progress for
+    # RECONCILE_STALE_SECONDS was most likely killed outright (SIGKILL, a lost host).
+    updated_at = models.DateTimeField(auto_now=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
     bucket = models.CharField(max_length=63)
     prefix = models.CharField(max_length=1023)
@@ -40,6 +46,19 @@ class ReconciliationRun(models.Model):
     def __str__(self) -> str:
         mode = "apply" if self.applied else "dry run"
         return f"reconciliation {self.pk} of {self.prefix} ({mode}, {self.status})"
+
+    @property
+    def is_stale(self) -> bool:
+        stale_after = timedelta(seconds=settings.RECONCILE_STALE_SECONDS)
+        return self.status == self.Status.RUNNING and timezone.now() - self.updated_at > stale_after
+
+    @property
+    def state(self) -> str:
+        """The status as people should read it: a run that stopped moving says so."""
+        if self.is_stale:
+            when = timezone.localtime(self.updated_at).strftime("%Y-%m-%d %H:%M")
+            return f"stale: no progress since {when} UTC (the process was probably killed)"
+        return self.get_status_display().lower()
 
     @property
     def findings_total(self) -> int:

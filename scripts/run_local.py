@@ -49,6 +49,13 @@ def _port_free(port: int) -> bool:
     return True
 
 
+def _port(name: str, value: str) -> int:
+    raw = value.strip()
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise ValueError(f"{name} must be a port number (1-65535), not {raw!r}.")
+    return int(raw)
+
+
 def _die_with_parent() -> None:
     # Linux: the child gets SIGTERM if this supervisor dies, even by SIGKILL, so a killed
     # `make run` leaves no orphans. Elsewhere the signal handlers below are the only guard.
@@ -196,8 +203,12 @@ def _banner(app: str, accounts: dict[str, dict[str, str]], emulator: str) -> str
 
 
 def main() -> int:
-    app_port = int(os.environ.get("APP_PORT", "8000"))
-    emulator_port = int(os.environ.get("EMULATOR_PORT", "9100"))
+    try:
+        app_port = _port("APP_PORT", os.environ.get("APP_PORT", "8000"))
+        emulator_port = _port("EMULATOR_PORT", os.environ.get("EMULATOR_PORT", "9100"))
+    except ValueError as exc:
+        print(f"make run: {exc}", file=sys.stderr)
+        return 1
     app = f"http://{HOST}:{app_port}"
     emulator = f"http://{HOST}:{emulator_port}"
     busy = [p for p in (app_port, emulator_port) if not _port_free(p)]
@@ -234,9 +245,12 @@ def main() -> int:
 
     def on_signal(signum: int, frame: object) -> None:
         nonlocal stopping
-        stopping = True
+        stopping = signum != signal.SIGINT  # Ctrl-C reads "stopping", the others "asked to"
         raise KeyboardInterrupt
 
+    # SIGINT explicitly too: `make run &` from a script starts this with SIGINT ignored, and
+    # Python then installs no Ctrl-C handler of its own.
+    signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
     try:

@@ -16,6 +16,13 @@ from uploads.selectors import upload_has_variants, upload_variants, usage_limits
 from uploads.services import uploads_delete_by_admin
 
 
+def _thumbnails_allowed(response: HttpResponse) -> HttpResponse:
+    # django-csp reads this per-response addition (what its csp_update decorator sets): the
+    # thumbnails are signed URLs on the bucket.
+    response._csp_update = {"img-src": oss.oss_browser_origins()}
+    return response
+
+
 @admin.register(Upload)
 class UploadAdmin(admin.ModelAdmin):
     list_display = (
@@ -41,6 +48,15 @@ class UploadAdmin(admin.ModelAdmin):
     readonly_fields = [f.name for f in Upload._meta.fields] + ["thumbnail"]
     date_hierarchy = "created_at"
     actions = ["delete_objects", "export_csv"]
+
+    class Media:
+        css = {"all": ["uploads/admin.css"]}  # a stylesheet, not style="": the CSP allows no inline
+
+    def changelist_view(self, request, extra_context=None):
+        return _thumbnails_allowed(super().changelist_view(request, extra_context))
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        return _thumbnails_allowed(super().change_view(request, object_id, form_url, extra_context))
 
     def has_add_permission(self, request) -> bool:
         return False
@@ -72,9 +88,7 @@ class UploadAdmin(admin.ModelAdmin):
             )
         except oss.StorageUnavailable:
             return "(storage unavailable)"
-        return format_html(
-            '<img src="{}" alt="" loading="lazy" style="max-height:48px;max-width:96px">', url
-        )
+        return format_html('<img src="{}" alt="" loading="lazy" class="upload-thumb">', url)
 
     @admin.action(description="Delete the objects from OSS and mark the uploads deleted")
     def delete_objects(self, request, queryset) -> None:

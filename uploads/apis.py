@@ -23,6 +23,7 @@ from uploads.serializers import (
     UploadDetailOutputSerializer,
     UploadListFilterSerializer,
     UploadOutputSerializer,
+    UploadPageOutputSerializer,
     UsageOutputSerializer,
 )
 
@@ -72,7 +73,9 @@ class UploadListApi(APIView):
     permission_classes = [IsActiveAccount]
 
     @extend_schema(
-        parameters=[UploadListFilterSerializer], responses=UploadOutputSerializer(many=True)
+        operation_id="uploads_list",
+        parameters=[UploadListFilterSerializer],
+        responses=UploadPageOutputSerializer,
     )
     def get(self, request: Request) -> Response:
         filters = UploadListFilterSerializer(data=request.query_params)

@@ -177,6 +177,8 @@ def _bucket(*, endpoint: str | None = None, timeout: float | None = None) -> oss
 
 
 def _describe(exc: Exception) -> str:
+    if isinstance(exc, oss2.exceptions.RequestError):  # status -2: no HTTP answer at all
+        return f"no answer from OSS ({type(exc.exception).__name__})"
     if isinstance(exc, oss2.exceptions.OssError):
         return f"{exc.status} {exc.code or ''} {exc.request_id or ''}".strip()
     return type(exc).__name__
@@ -210,6 +212,16 @@ def oss_delete_object(*, key: str, timeout: float | None = None) -> DeleteResult
         logger.warning("Could not delete %s from OSS: %s", key, _describe(exc))
         return DeleteResult(key=key, removed=False, error=_describe(exc)[:200])
     return DeleteResult(key=key, removed=True)
+
+
+def oss_browser_origins() -> list[str]:
+    """The origins a browser reaches the bucket at through OSS_PUBLIC_ENDPOINT (path style, and
+    virtual-hosted as <bucket>.<endpoint host>): what a page's Content-Security-Policy must let
+    it connect to and load images from."""
+    endpoint = urlsplit(settings.OSS_PUBLIC_ENDPOINT)
+    scheme = endpoint.scheme or "https"
+    host = endpoint.netloc or endpoint.path  # an endpoint may be given without its scheme
+    return [f"{scheme}://{host}", f"{scheme}://{settings.OSS_BUCKET}.{host}"]
 
 
 def oss_sign_download_url(

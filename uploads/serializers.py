@@ -109,6 +109,15 @@ class UploadOutputSerializer(serializers.ModelSerializer):
         ]
 
 
+class UploadPageOutputSerializer(serializers.Serializer):
+    """One page of GET /api/uploads/ (cursor pagination, newest first): `next` is the URL of the
+    older ones, null on the last page."""
+
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = UploadOutputSerializer(many=True)
+
+
 class UploadDetailOutputSerializer(UploadOutputSerializer):
     download_url = serializers.CharField()
     download_expires_at = serializers.DateTimeField()

@@ -11,6 +11,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
+from uploads.oss import oss_browser_origins
+
 
 @require_GET
 def upload_page(request: HttpRequest) -> HttpResponse:
@@ -22,4 +24,9 @@ def upload_page(request: HttpRequest) -> HttpResponse:
         "upload_max_size": settings.UPLOAD_MAX_SIZE,
         "registration_enabled": settings.REGISTRATION_ENABLED,
     }
-    return render(request, "webclient/upload.html", context)
+    response = render(request, "webclient/upload.html", context)
+    # django-csp reads this per-response addition (what its csp_update decorator sets): the page
+    # talks to the bucket, path-style or as <bucket>.<endpoint host>, from the settings now.
+    origins = oss_browser_origins()
+    response._csp_update = {"connect-src": origins, "img-src": origins}
+    return response

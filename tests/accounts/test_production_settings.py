@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
 from django.conf import settings
 
-BASE_DIR = Path(__file__).resolve().parents[2]
+from tests.processes import run_manage
 
 PRODUCTION_ENV = {
     "APP_ENV": "production",
@@ -27,19 +24,6 @@ PRODUCTION_ENV = {
     "OSS_CALLBACK_URL": "https://api.example.com/api/oss/callback/",
     "CREDENTIALS_ENCRYPTION_KEY": Fernet.generate_key().decode(),
 }
-
-
-def run_manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    # Only the variables given: nothing from the developer's shell or .env leaks in, except PATH.
-    clean = {"PATH": os.environ.get("PATH", ""), **env}
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=BASE_DIR,
-        env=clean,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 @pytest.fixture

@@ -95,3 +95,20 @@ def test_dockerfile_runs_gunicorn_as_a_non_root_user_with_a_health_check():
     )
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".env", ".venv", ".git", "var/", "node_modules/"} <= set(ignored)
+
+
+def test_make_test_keeps_off_redis_database_0():
+    """The suite empties its Redis database between tests: `make test` must not point it at
+    database 0, where other local work keeps its data."""
+    dry_run = subprocess.run(
+        ["make", "-n", "test", "VENV=/nonexistent-venv"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    pytest_line = next(line for line in dry_run.splitlines() if "/bin/pytest" in line)
+    redis_url = re.search(r"REDIS_URL=(\S+)", pytest_line).group(1)
+    assert redis_url == "redis://127.0.0.1:6379/15"
+    assert "database **15** (`redis://127.0.0.1:6379/15`)" in (ROOT / "README.md").read_text()

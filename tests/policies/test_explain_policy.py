@@ -1,4 +1,4 @@
-"""manage.py explain_policy, through call_command."""
+"""manage.py explain_policy, through call_command, and its exit status through manage.py."""
 
 from __future__ import annotations
 
@@ -6,16 +6,26 @@ import io
 import json
 
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
+from django.db import connection
 
 from policies.services import policy_for_user
+from tests.processes import database_url, run_manage
 
 pytestmark = pytest.mark.django_db
 
 
-def explain(*args: str) -> str:
+def explain(*args: str, denied: bool = False) -> str:
+    """The command's output; `denied`: it must end with a denial (exit status 1)."""
     out = io.StringIO()
-    call_command("explain_policy", *args, stdout=out)
+    if not denied:
+        call_command("explain_policy", *args, stdout=out)
+        return out.getvalue()
+    with pytest.raises(CommandError) as caught:
+        call_command("explain_policy", *args, stdout=out)
+    assert caught.value.returncode == 1
+    assert str(caught.value).startswith("Denied: ")
     return out.getvalue()
 
 
@@ -58,8 +68,9 @@ def test_allowed_names_the_deciding_statement(user, settings):
 def test_an_upload_that_could_replace_an_object_is_denied(user, settings):
     key = f"users/{user.public_id}/photo.jpg"
     output = explain(
-        "--user", user.username, "--scope", "write", "--action", "oss:PutObject", "--key", key
-    )
+        "--user", user.username, "--scope", "write", "--action", "oss:PutObject", "--key", key,
+        denied=True,
+    )  # fmt: skip
     resource = f"acs:oss:*:*:{settings.OSS_BUCKET}/{key}"
     tail = output.splitlines()[-3:]
     assert tail[0] == (
@@ -74,7 +85,15 @@ def test_an_upload_that_could_replace_an_object_is_denied(user, settings):
 def test_denied_for_another_users_key(user, other_user, settings):
     key = f"users/{other_user.public_id}/photo.jpg"
     output = explain(
-        "--user", user.username, "--scope", "readwrite", "--action", "oss:GetObject", "--key", key
+        "--user",
+        user.username,
+        "--scope",
+        "readwrite",
+        "--action",
+        "oss:GetObject",
+        "--key",
+        key,
+        denied=True,
     )
     resource = f"acs:oss:*:*:{settings.OSS_BUCKET}/{key}"
     tail = output.splitlines()[-3:]
@@ -88,7 +107,15 @@ def test_denied_for_another_users_key(user, other_user, settings):
 def test_write_scope_cannot_read(user, settings):
     key = f"users/{user.public_id}/photo.jpg"
     output = explain(
-        "--user", user.username, "--scope", "write", "--action", "oss:GetObject", "--key", key
+        "--user",
+        user.username,
+        "--scope",
+        "write",
+        "--action",
+        "oss:GetObject",
+        "--key",
+        key,
+        denied=True,
     )
     assert f"DENIED: oss:GetObject on acs:oss:*:*:{settings.OSS_BUCKET}/{key}" in output
 
@@ -105,7 +132,7 @@ def test_listing_uses_the_key_as_prefix_condition(user, other_user, settings):
     assert "Decided by statement 2 (Allow)" in own
     other = explain(
         "--user", user.username, "--scope", "read", "--action", "oss:ListObjects",
-        "--key", f"users/{other_user.public_id}/",
+        "--key", f"users/{other_user.public_id}/", denied=True,
     )  # fmt: skip
     assert f"DENIED: oss:ListObjects on acs:oss:*:*:{settings.OSS_BUCKET}" in other
     assert "statement 2 matches, but oss:Prefix=" in other
@@ -136,3 +163,36 @@ def test_clear_errors(user, args, message):
     with pytest.raises(CommandError) as caught:
         explain(*args)
     assert str(caught.value) == message
+    assert caught.value.returncode == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_exit_status_says_allowed_or_denied(user, other_user):
+    """Like grep: 0 allowed, 1 denied, 2 error, so a script can branch on the decision."""
+    env = {"APP_ENV": "local", "DATABASE_URL": database_url(connection)}
+
+    def status(key: str, username: str = user.username) -> tuple[int, str, str]:
+        result = run_manage(
+            "explain_policy", "--user", username, "--scope", "readwrite",
+            "--action", "oss:GetObject", "--key", key, env=env,
+        )  # fmt: skip
+        return result.returncode, result.stdout.splitlines()[-1:], result.stderr
+
+    own, other = f"users/{user.public_id}/a.jpg", f"users/{other_user.public_id}/a.jpg"
+    assert status(own)[:2] == (
+        0,
+        [
+            f'Reason: statement 1 of "session policy" allows '
+            f"oss:GetObject on acs:oss:*:*:{settings.OSS_BUCKET}/{own}"
+        ],
+    )
+    code, _, stderr = status(other)
+    assert (code, stderr) == (
+        1,
+        f"CommandError: Denied: oss:GetObject on acs:oss:*:*:{settings.OSS_BUCKET}/{other}.\n",
+    )
+    assert status(own, username="ghost") == (
+        2,
+        [],
+        "CommandError: No user with username or public id 'ghost'.\n",
+    )

@@ -12,20 +12,18 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import requests
 
-from scripts.demo_client import run_demo
+from scripts.demo_client import demo_png, run_demo
+from tests.processes import free_port
+from tests.webclient.conftest import headless_chromium
 
 ROOT = Path(__file__).resolve().parents[2]
 BANNER_END = "Ctrl-C stops both servers."
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _port_free(port: int) -> bool:
@@ -49,6 +47,10 @@ def _group_gone(pgid: int, timeout: float) -> bool:
     return False
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class Supervisor:
     def __init__(self, var_dir: Path, app_port: int, emulator_port: int) -> None:
         env = {
@@ -70,6 +72,9 @@ class Supervisor:
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,
+            # As `make run &` in a script starts it: a background job inherits SIGINT ignored,
+            # and the supervisor must still stop on Ctrl-C's signal.
+            preexec_fn=_ignore_sigint,
         )
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -112,8 +117,50 @@ class Supervisor:
             self.process.wait(timeout=10)
 
 
-def test_make_run_serves_the_demo_stops_cleanly_and_reuses_its_state(tmp_path):
-    app_port, emulator_port = _free_port(), _free_port()
+def _parallel_tickets(base_url: str, password: str, *, count: int) -> list[int]:
+    """What the upload page does with several files: ticket requests at the same moment, each
+    writing the user's quota row on the embedded SQLite."""
+    login = requests.post(
+        f"{base_url}/api/auth/login/", json={"username": "demo", "password": password}, timeout=15
+    )
+    headers = {"Authorization": f"Bearer {login.json()['access']}"}
+
+    def ticket(n: int) -> int:
+        body = {"filename": f"parallel{n}.txt", "size": 10, "content_type": "text/plain"}
+        url = f"{base_url}/api/uploads/tickets/"
+        return requests.post(url, json=body, headers=headers, timeout=30).status_code
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(ticket, range(count)))
+
+
+def _browser_uploads(page_url: str, password: str, files: list[Path], chromium: str) -> list:
+    """The upload page on `make run`: log in as the demo user and pick several files at once
+    (the page uploads them in parallel). Returns each progress row's class and percentage."""
+    with headless_chromium(chromium) as browser:
+        page = browser.new_page()
+        page.goto(page_url)
+        page.fill("#login-username", "demo")
+        page.fill("#login-password", password)
+        page.click("#login-submit")
+        page.wait_for_selector("#upload-section:not([hidden])", timeout=10_000)
+        page.set_input_files("#file-input", [str(path) for path in files])
+        page.wait_for_function(
+            # A function, not an expression: the page's CSP forbids the eval() of one.
+            f"() => document.querySelectorAll('#progress-list li.done, #progress-list li.failed')"
+            f".length === {len(files)}",
+            timeout=60_000,
+        )
+        rows = page.eval_on_selector_all(
+            "#progress-list li",
+            "rows => rows.map(r => [r.className, r.dataset.percent, r.dataset.code ?? ''])",
+        )
+        page.close()
+    return rows
+
+
+def test_make_run_serves_the_demo_stops_cleanly_and_reuses_its_state(tmp_path, chromium_path):
+    app_port, emulator_port = free_port(), free_port()
     base_url = f"http://127.0.0.1:{app_port}"
 
     first = Supervisor(tmp_path, app_port, emulator_port)
@@ -131,6 +178,13 @@ def test_make_run_serves_the_demo_stops_cleanly_and_reuses_its_state(tmp_path):
 
         result = run_demo(base_url=base_url, username="demo", password=password, say=lambda _: None)
         assert result.downloaded == result.uploaded
+        assert _parallel_tickets(base_url, password, count=10) == [201] * 10
+        pictures = []
+        for n in range(5):
+            pictures.append(tmp_path / f"picture{n}.png")
+            pictures[-1].write_bytes(demo_png(16 + n, 16))
+        rows = _browser_uploads(f"{base_url}/upload/", password, pictures, chromium_path)
+        assert rows == [["done", "100", ""]] * 5
 
         first.process.send_signal(signal.SIGINT)  # what Ctrl-C delivers
         assert first.process.wait(timeout=40) == 0
@@ -149,9 +203,9 @@ def test_make_run_serves_the_demo_stops_cleanly_and_reuses_its_state(tmp_path):
         assert f"Demo user    demo / {password}" in banner
         assert f"Admin        admin / {admin_password}" in banner
         groups = second.child_groups()
-        # The first run's upload is still there: same database, same objects.
+        # The first run's uploads are still there: same database, same objects.
         again = run_demo(base_url=base_url, username="demo", password=password, say=lambda _: None)
-        assert again.upload_id == result.upload_id + 1
+        assert again.upload_id == result.upload_id + len(pictures) + 1
     finally:
         # Killed outright, the supervisor cannot clean up: its children go by themselves.
         second.kill()

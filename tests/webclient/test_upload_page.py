@@ -8,6 +8,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+import requests
 
 from scripts.demo_client import demo_png
 from tests.factories import PASSWORD, UserFactory
@@ -160,7 +161,9 @@ def test_credentials_refresh_after_refresh_after_and_large_files_go_multipart(
         page.clock.fast_forward("55:00")
         page.set_input_files("#file-input", str(large))
         page.wait_for_function(
-            "document.querySelectorAll('#uploads li.upload').length === 2", timeout=30_000
+            # A function, not an expression: the page's CSP forbids the eval() of one.
+            "() => document.querySelectorAll('#uploads li.upload').length === 2",
+            timeout=30_000,
         )
         statuses = page.eval_on_selector_all(
             "#progress-list li", "rows => rows.map(r => r.className + ' ' + r.dataset.percent)"
@@ -255,3 +258,12 @@ def test_parallel_uploads_with_an_expired_access_token_share_one_refresh(
     assert len(refreshes) == 1
     session = LoginSession.objects.get(user=user)
     assert (session.ended_at, session.end_reason) == (None, "")
+
+
+def test_the_root_url_leads_to_the_upload_page(live_server):
+    """Who opens the server's address lands on the upload page, not on a 404 (in DEBUG, one
+    that lists every route)."""
+    response = requests.get(live_server.url + "/", allow_redirects=False, timeout=10)
+    assert (response.status_code, response.headers["Location"]) == (302, "/upload/")
+    page = requests.get(live_server.url + "/", timeout=10)
+    assert (page.status_code, page.url) == (200, live_server.url + "/upload/")

@@ -10,6 +10,9 @@ For oss:ListObjects, --key is the listing prefix (the request's oss:Prefix). Req
 RAM sees as condition keys are given with --header (x-oss-forbid-overwrite=true becomes
 oss:x-oss-forbid-overwrite); for oss:PutObject an absent x-oss-forbid-overwrite counts as
 "false", OSS's default (the request would replace an existing object), as the emulator counts it.
+
+Exit status, as grep's: 0 allowed (or no --action), 1 denied, 2 an error (no such user, ...),
+so scripts can test a decision with `&&`.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from policies.evaluation import evaluate_all
 from policies.services import ALL_SCOPES, PolicyTemplateError, policy_for_user
 
 SESSION_POLICY = "session policy"
+DENIED, ERROR = 1, 2
 FORBID_OVERWRITE_KEY = "oss:x-oss-forbid-overwrite"
 
 
@@ -33,13 +37,16 @@ def _headers(pairs: list[str]) -> dict[str, str]:
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not name.strip():
-            raise CommandError(f"--header takes NAME=VALUE, not {pair!r}.")
+            raise CommandError(f"--header takes NAME=VALUE, not {pair!r}.", returncode=ERROR)
         context[f"oss:{name.strip().lower()}"] = value.strip()
     return context
 
 
 class Command(BaseCommand):
-    help = "Print the rendered session policy of a user and scope; optionally explain a decision."
+    help = (
+        "Print the rendered session policy of a user and scope; optionally explain a decision. "
+        "Exit status: 0 allowed (or no --action), 1 denied, 2 error."
+    )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--user", required=True, help="Username or public id.")
@@ -58,17 +65,21 @@ class Command(BaseCommand):
         ident, scope = options["user"], options["scope"]
         action, key = options.get("action"), options.get("key")
         if (action is None) != (key is None):
-            raise CommandError("--action and --key go together: give both or neither.")
+            raise CommandError(
+                "--action and --key go together: give both or neither.", returncode=ERROR
+            )
         headers = _headers(options["header"])
         user = User.objects.filter(Q(username=ident) | Q(public_id=ident)).first()
         if user is None:
-            raise CommandError(f"No user with username or public id {ident!r}.")
+            raise CommandError(f"No user with username or public id {ident!r}.", returncode=ERROR)
         if scope not in ALL_SCOPES:
-            raise CommandError(f"Unknown scope {scope!r}. Use one of: {', '.join(ALL_SCOPES)}.")
+            raise CommandError(
+                f"Unknown scope {scope!r}. Use one of: {', '.join(ALL_SCOPES)}.", returncode=ERROR
+            )
         try:
             policy = policy_for_user(user=user, scope=scope)
         except PolicyTemplateError as exc:
-            raise CommandError(str(exc)) from None
+            raise CommandError(str(exc), returncode=ERROR) from None
 
         out = self.stdout
         where = f"prefix {policy.prefix}" if policy.prefix else "the whole bucket"
@@ -112,3 +123,5 @@ class Command(BaseCommand):
         else:
             out.write("Decided by: no statement matches (implicit deny).")
         out.write(f"Reason: {decision.reason}")
+        if not decision.allowed:
+            raise CommandError(f"Denied: {action} on {resource}.", returncode=DENIED)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -38,6 +42,27 @@ class _ProgressLine:
         self.stream.flush()
 
 
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _stoppable() -> Iterator[None]:
+    """SIGTERM (a deploy, `kill`, a container stopping) and SIGHUP stop a run as Ctrl-C does, so
+    it is recorded as interrupted instead of staying "running" forever. SIGINT too, explicitly:
+    a process started in the background of a script inherits SIGINT ignored."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    stopping = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {signum: signal.signal(signum, _raise_interrupt) for signum in stopping}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 class Command(BaseCommand):
     help = (
         "Compare the bucket (under the managed prefix) with the upload records, both ways. "
@@ -54,8 +79,20 @@ class Command(BaseCommand):
         stream = self.stderr._out if hasattr(self.stderr, "_out") else sys.stderr
         progress = _ProgressLine(stream) if verbosity >= 1 else None
         try:
-            run = reconciliation_run(prefix=options["prefix"], apply=apply, progress=progress)
+            with _stoppable():
+                run = reconciliation_run(prefix=options["prefix"], apply=apply, progress=progress)
+        except KeyboardInterrupt:
+            raise CommandError(
+                "Interrupted: the run is recorded as interrupted. Run reconcile again to finish; "
+                "it resumes safely from what is there now.",
+                returncode=130,
+            ) from None
         except AppError as exc:
+            if exc.code == "storage_unavailable":
+                raise CommandError(
+                    f"{exc.message} (OSS_ENDPOINT is {settings.OSS_ENDPOINT}). Set OSS_ENDPOINT, "
+                    "or EMULATOR_PORT to the port `make run` gave its emulator."
+                ) from exc
             raise CommandError(exc.message) from exc
         if progress and progress.tty:
             stream.write("\n")
