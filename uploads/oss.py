@@ -216,12 +216,16 @@ def oss_delete_object(*, key: str, timeout: float | None = None) -> DeleteResult
 
 def oss_browser_origins() -> list[str]:
     """The origins a browser reaches the bucket at through OSS_PUBLIC_ENDPOINT (path style, and
-    virtual-hosted as <bucket>.<endpoint host>): what a page's Content-Security-Policy must let
-    it connect to and load images from."""
+    virtual-hosted as <bucket>.<endpoint host>) and through IMAGE_VARIANT_ENDPOINT: what a
+    page's Content-Security-Policy must let it connect to and load images from."""
     endpoint = urlsplit(settings.OSS_PUBLIC_ENDPOINT)
     scheme = endpoint.scheme or "https"
     host = endpoint.netloc or endpoint.path  # an endpoint may be given without its scheme
-    return [f"{scheme}://{host}", f"{scheme}://{settings.OSS_BUCKET}.{host}"]
+    origins = [f"{scheme}://{host}", f"{scheme}://{settings.OSS_BUCKET}.{host}"]
+    if settings.IMAGE_VARIANT_ENDPOINT:  # thumbnails come from the CDN in front of the bucket
+        cdn = urlsplit(settings.IMAGE_VARIANT_ENDPOINT)
+        origins.append(f"{cdn.scheme or 'https'}://{cdn.netloc or cdn.path.rstrip('/')}")
+    return origins
 
 
 def oss_sign_download_url(
