@@ -195,6 +195,7 @@ def run_demo(
             "is saved first"
         )
         # The file must outlive a killed process: the app's own copy, next to its ticket.
+        store.directory.mkdir(parents=True, exist_ok=True)
         path = store.directory / f"{ticket['id']}.data"
         path.write_bytes(body)
         record = app.upload_start(store, ticket=ticket, path=path, part_size=part_size)

@@ -227,9 +227,9 @@ class PendingUploads:
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
 
     def save(self, record: dict) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / f"{record['ticket']['id']}.json"
         temporary = path.with_suffix(".tmp")
         temporary.write_text(json.dumps(record, sort_keys=True))
