@@ -19,7 +19,6 @@ Each piece mirrors one part of the guide, with oss2 standing in for the mobile S
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -305,7 +304,13 @@ def upload_continue(
             for part in oss2.PartIterator(bucket, key, record["upload_id"]):
                 done[part.part_number] = part
         except oss2.exceptions.NoSuchUpload:
-            record["upload_id"] = None  # aborted meanwhile (a lifecycle rule): start over
+            # Completed by a process killed before it read the answer, or aborted meanwhile
+            # (a lifecycle rule): the server looks; only when nothing is stored, start over.
+            answer = ticket_confirm(session, ticket)
+            if answer is not None:
+                store.remove(record)
+                return UploadOutcome(answer=answer, parts_sent=0, confirmed=True)
+            record["upload_id"] = None
     if not record["upload_id"]:
         init = bucket.init_multipart_upload(key, headers=initiate_headers(ticket))
         record["upload_id"] = init.upload_id
@@ -345,9 +350,22 @@ def settle(session: AppSession, ticket: dict, result: Any, *, parts_sent: int) -
     server did not answer OSS in time) ask the server to check the object instead."""
     body = result.resp.read().decode("utf-8", "replace")
     if result.status == 203:
-        answer = session.api("POST", f"/api/uploads/tickets/{ticket['id']}/confirm/")
+        answer = ticket_confirm(session, ticket)
+        if answer is None:
+            raise ApiError(409, "object_missing", "OSS answered 203 but stored nothing.")
         return UploadOutcome(answer=answer, parts_sent=parts_sent, confirmed=True)
     return UploadOutcome(answer=json.loads(body), parts_sent=parts_sent, confirmed=False)
+
+
+def ticket_confirm(session: AppSession, ticket: dict) -> dict | None:
+    """The server's answer for what OSS stores under the ticket's key (the callback's shape),
+    or None when nothing is stored there yet."""
+    try:
+        return session.api("POST", f"/api/uploads/tickets/{ticket['id']}/confirm/")
+    except ApiError as exc:
+        if exc.status == 409 and exc.code == "object_missing":
+            return None
+        raise
 
 
 def bucket_for(
@@ -388,9 +406,16 @@ def uploads_resume(
             provider, ticket, signature_version=signature_version, path_style=path_style
         )
         if ticket_expired(ticket, now=now):
-            if record["upload_id"]:
-                with contextlib.suppress(oss2.exceptions.NoSuchUpload):
+            try:
+                if record["upload_id"]:
                     bucket.abort_multipart_upload(ticket["key"], record["upload_id"])
+            except oss2.exceptions.NoSuchUpload:
+                # Completed before the process died: stored in time, it may still count.
+                answer = ticket_confirm(session, ticket)
+                if answer is not None:
+                    store.remove(record)
+                    finished.append(UploadOutcome(answer=answer, parts_sent=0, confirmed=True))
+                    continue
             store.remove(record)
             aborted.append(record)
             continue
