@@ -1,7 +1,7 @@
 """`make demo`: play the mobile app against a running server (`make run` in another terminal).
 
 It performs the sequence docs/mobile-integration.md describes, with the official Python SDK
-(oss2) standing in for the mobile SDKs and scripts/mobile_client.py for the app's own code:
+(oss2) standing in for the mobile SDKs and scripts/mobile_client/ for the app's own code:
 
   1. log in                     POST /api/auth/login/ (a 401 later refreshes once, single-flight)
   2. temporary credentials      GET  /api/sts/credentials/?scope=readwrite, through a provider

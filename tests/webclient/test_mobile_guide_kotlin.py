@@ -2,7 +2,7 @@
 against OkHttp 3 (the version the Android OSS SDK brings) and Android's org.json, then run
 against the live server: login, credentials parsing, a ticket, eight parallel 401s that must
 spend the refresh token once, and the errors an app has to tell apart. What needs the Android
-or OSS SDK cannot be compiled here; scripts/mobile_client.py proves that part of the sequence.
+or OSS SDK cannot be compiled here; scripts/mobile_client/ proves that part of the sequence.
 """
 
 from __future__ import annotations
