@@ -261,6 +261,7 @@ def run_demo(
         )
         switched_key = switched["key"]
         say(f"   uploaded {switched_key} under {provider.answer()['Prefix']}")
+    session.close()
     say("Done: the objects are in the bucket and their rows in the database (see the admin).")
     return DemoResult(
         upload_id=upload_id,

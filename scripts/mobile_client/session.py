@@ -118,6 +118,10 @@ class AppSession:
             f"{self.base_url}/api/auth/logout/", json={"refresh": self._refresh}, timeout=TIMEOUT
         )
         self._access = self._refresh = ""
+        self.close()
+
+    def close(self) -> None:
+        """Drop the kept-alive connections (the tokens stay usable)."""
         self._http.close()
 
 

@@ -236,6 +236,7 @@ def test_a_stale_upload_is_aborted_at_start_up(live_callbacks, alibaba, tmp_path
         bucket.list_parts(ticket["key"], record["upload_id"])
     assert store.all() == []
     assert not Upload.objects.exists()
+    session.close()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -267,6 +268,7 @@ def test_parallel_401s_refresh_the_session_once(live_callbacks, user):
         f"{live_callbacks}/api/auth/refresh/", json={"refresh": pair["refresh"]}, timeout=15
     )
     assert (again.status_code, again.json()["error"]["code"]) == (401, "token_not_valid")
+    session.close()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -294,6 +296,7 @@ def test_the_provider_reports_a_suspension_and_an_expired_session(live_callbacks
     session.logout()
     with pytest.raises(app.SessionExpired, match="logged_out"):
         session.api("GET", "/api/uploads/")
+    stale.close()
 
 
 def test_a_pending_upload_record_survives_only_whole(tmp_path):
@@ -379,3 +382,4 @@ def test_an_upload_completed_before_the_process_died_is_confirmed_not_sent_again
     upload = Upload.objects.get(key=ticket["key"])
     assert (upload.size, upload.content_type) == (len(data), "image/png")
     assert store.all() == []
+    session.close()
