@@ -69,6 +69,11 @@ class AppSession:
     def access_token(self) -> str:
         return self._access
 
+    @property
+    def refresh_token(self) -> str:
+        """What the app keeps in the Keystore / Keychain; it changes with every refresh."""
+        return self._refresh
+
     def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         """The request with the current access token; on 401, one refresh and one retry."""
         kwargs.setdefault("timeout", TIMEOUT)

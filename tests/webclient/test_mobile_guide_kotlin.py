@@ -83,7 +83,8 @@ fun main(args: Array<String>) {
         .put("statuses", JSONArray(statuses))
         .put("refreshes", stale.refreshes))
 
-    val source = CredentialsSource(Session.login(http, baseUrl, args[3], args[2]))
+    // A user suspended after logging in: the next credentials call says so.
+    val source = CredentialsSource(Session(http, baseUrl, args[3], args[6]))
     try {
         source.fetch()
         report("suspended", JSONObject().put("code", "none"))
@@ -138,12 +139,15 @@ def test_the_guides_app_server_kotlin_compiles_and_talks_to_the_server(
 ):
     kotlinc, java = _toolchain()
     user, suspended = UserFactory(), UserFactory()
+    pair, suspended_pair = (
+        requests.post(
+            f"{live_callbacks}/api/auth/login/",
+            json={"username": who.username, "password": PASSWORD},
+            timeout=15,
+        ).json()
+        for who in (user, suspended)
+    )
     user_suspend(user=suspended, reason="test")
-    pair = requests.post(
-        f"{live_callbacks}/api/auth/login/",
-        json={"username": user.username, "password": PASSWORD},
-        timeout=15,
-    ).json()
     expired = AccessToken.for_user(user)
     expired.set_exp(from_time=datetime.now(UTC) - timedelta(hours=1))
     (tmp_path / "AppServer.kt").write_text(_guide_kotlin())
@@ -168,9 +172,10 @@ def test_the_guides_app_server_kotlin_compiles_and_talks_to_the_server(
             live_callbacks,
             user.username,
             PASSWORD,
-            suspended.username,
+            suspended_pair["access"],
             str(expired),
             pair["refresh"],
+            suspended_pair["refresh"],
         ],
         capture_output=True,
         text=True,
