@@ -140,7 +140,14 @@ def put_small(
 ) -> UploadOutcome:
     """PutObject for a small file: the ticket's headers as given plus its Content-Type."""
     headers = {**ticket["headers"], "Content-Type": ticket["content_type"]}
-    result = bucket.put_object(ticket["key"], data, headers=headers)
+    try:
+        result = bucket.put_object(ticket["key"], data, headers=headers)
+    except oss2.exceptions.OssError as exc:
+        # x-oss-forbid-overwrite: an earlier attempt stored the object and its answer was lost.
+        answer = ticket_confirm(session, ticket) if exc.code == "FileAlreadyExists" else None
+        if answer is None:
+            raise
+        return UploadOutcome(answer=answer, parts_sent=1, confirmed=True)
     return settle(session, ticket, result, parts_sent=1)
 
 

@@ -392,3 +392,24 @@ def test_an_upload_completed_before_the_process_died_is_confirmed_not_sent_again
     assert (upload.size, upload.content_type) == (len(data), "image/png")
     assert store.all() == []
     session.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sending_a_stored_upload_again_is_refused_by_oss_and_confirmed(live_callbacks):
+    # The app sent the file, lost the answer and sends it again: the ticket's forbid-overwrite
+    # header makes OSS refuse (409 FileAlreadyExists) and the client asks the server instead.
+    user = UserFactory()
+    session = _session(live_callbacks, user)
+    provider = app.AppCredentialsProvider(session)
+    data = demo_png()
+    ticket = _take_ticket(session, data)
+    bucket = app.bucket_for(provider, ticket)
+    first = app.put_small(session, bucket, ticket=ticket, data=data)
+
+    again = app.put_small(session, bucket, ticket=ticket, data=data)
+
+    assert (first.confirmed, again.confirmed) == (False, True)
+    assert again.answer["ok"] is True
+    assert again.answer["upload"]["id"] == first.answer["upload"]["id"]
+    assert Upload.objects.filter(owner=user).count() == 1
+    session.close()
