@@ -7,17 +7,6 @@ from accounts.models import AccountErasure, ExternalIdentity, LoginSession, User
 from accounts.services import session_revoke, user_suspend, user_unsuspend
 
 
-class ExternalIdentityInline(admin.TabularInline):
-    model = ExternalIdentity
-    extra = 0
-    fields = ("provider", "subject", "email", "created_at", "last_used_at")
-    readonly_fields = fields
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-
 @admin.register(User)
 class UserAdmin(BaseUserAdmin):
     list_display = (
@@ -31,7 +20,13 @@ class UserAdmin(BaseUserAdmin):
     )
     list_filter = ("is_suspended", "is_guest", "is_staff", "is_superuser", "is_active")
     search_fields = ("username", "email", "public_id")
-    readonly_fields = ("public_id", "suspended_at", "last_login", "date_joined")
+    readonly_fields = (
+        "public_id",
+        "suspended_at",
+        "last_login",
+        "date_joined",
+        "linked_identities",
+    )
     fieldsets = (
         *BaseUserAdmin.fieldsets,
         (
@@ -39,6 +34,7 @@ class UserAdmin(BaseUserAdmin):
             {
                 "fields": (
                     "public_id",
+                    "linked_identities",
                     "is_guest",
                     "is_suspended",
                     "suspended_at",
@@ -48,7 +44,12 @@ class UserAdmin(BaseUserAdmin):
         ),
     )
     actions = ["suspend_users", "unsuspend_users"]
-    inlines = [ExternalIdentityInline]
+
+    # Read-only text, not an inline: the change form posts no formset for them.
+    @admin.display(description="Linked identities")
+    def linked_identities(self, user: User) -> str:
+        rows = ExternalIdentity.objects.filter(user=user).order_by("pk")
+        return ", ".join(f"{i.provider} (since {i.created_at:%Y-%m-%d})" for i in rows) or "none"
 
     @admin.action(description="Suspend: no more credentials or uploads, cached credentials dropped")
     def suspend_users(self, request, queryset) -> None:
