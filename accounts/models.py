@@ -90,6 +90,12 @@ class User(AbstractUser):
 
     objects = AppUserManager()
 
+    is_guest = models.BooleanField(
+        default=False,
+        help_text="Signed in as a guest: small quotas, removed after GUEST_TTL_DAYS unless it "
+        "links a provider or sets a password.",
+    )
+
     class Meta:
         db_table = "accounts_user"
         constraints = [
@@ -150,3 +156,72 @@ class LoginSession(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} since {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class ExternalIdentity(models.Model):
+    """A user's account at an OpenID Connect provider: (provider, sub) belongs to one user.
+
+    `subject` is the provider's stable `sub`; nothing here names storage (the user's prefix
+    comes from its server-generated public_id)."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="identities")
+    provider = models.CharField(max_length=64)
+    subject = models.CharField(max_length=255)
+    email = models.CharField(max_length=254, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "external identities"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "subject"], name="externalidentity_provider_subject_uniq"
+            ),
+        ]
+        indexes = [models.Index(fields=["user", "provider"], name="externalidentity_user_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.provider}:{self.subject}"
+
+
+class AccountErasure(models.Model):
+    """An account being (or having been) erased. The row outlives the user as its receipt:
+    it holds the public id and counts, never a name, address or provider subject.
+
+    `state` lets an interrupted erasure be continued: objects are deleted page by page from
+    the prefix, then the rows go and the state becomes done in one transaction."""
+
+    class State(models.TextChoices):
+        DELETING_OBJECTS = "deleting_objects", "Deleting objects"
+        DONE = "done", "Done"
+
+    class Reason(models.TextChoices):
+        USER = "user", "Asked by the user"
+        STAFF = "staff", "Erased by staff"
+        GUEST_EXPIRED = "guest_expired", "Guest never upgraded"
+
+    user = models.OneToOneField(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="erasure"
+    )
+    public_id = models.CharField(max_length=32, unique=True)
+    prefix = models.CharField(max_length=255)
+    reason = models.CharField(max_length=16, choices=Reason.choices)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.DELETING_OBJECTS)
+    objects_deleted = models.IntegerField(default=0)
+    bytes_deleted = models.BigIntegerField(default=0)
+    uploads_deleted = models.IntegerField(default=0)
+    identities_deleted = models.IntegerField(default=0)
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["started_at"],
+                name="erasure_unfinished_idx",
+                condition=models.Q(state="deleting_objects"),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"erasure of {self.public_id} ({self.state})"

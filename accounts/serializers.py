@@ -53,6 +53,7 @@ class UserOutputSerializer(serializers.ModelSerializer):
             "public_id",
             "storage_prefix",
             "is_suspended",
+            "is_guest",
             "date_joined",
         ]
 
@@ -87,3 +88,36 @@ class SessionOutputSerializer(serializers.ModelSerializer):
 
 class SessionsRevokedSerializer(serializers.Serializer):
     revoked = serializers.IntegerField(help_text="How many other sessions were ended.")
+
+
+class OidcInputSerializer(serializers.Serializer):
+    provider = serializers.CharField(max_length=64)
+    id_token = serializers.CharField(max_length=16384, trim_whitespace=False)
+    nonce = serializers.CharField(max_length=512, required=False, trim_whitespace=False)
+
+
+class IdentityOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    provider = serializers.CharField()
+    email = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    last_used_at = serializers.DateTimeField(allow_null=True)
+
+
+class SignInOutputSerializer(RegisterOutputSerializer):
+    created = serializers.BooleanField()
+
+
+class EraseInputSerializer(serializers.Serializer):
+    password = serializers.CharField(
+        max_length=128, required=False, allow_blank=True, trim_whitespace=False
+    )
+
+
+class ErasureOutputSerializer(serializers.Serializer):
+    public_id = serializers.CharField()
+    state = serializers.CharField()
+    objects_deleted = serializers.IntegerField()
+    uploads_deleted = serializers.IntegerField()
+    started_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)

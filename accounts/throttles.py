@@ -12,3 +12,11 @@ class LoginIPThrottle(SettingsRateThrottle):
 
 class RegisterThrottle(LoginIPThrottle):
     scope = "register"
+
+
+class GuestThrottle(LoginIPThrottle):
+    scope = "guest"
+
+
+class OidcThrottle(LoginIPThrottle):
+    scope = "oidc"

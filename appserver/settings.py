@@ -271,6 +271,8 @@ REST_FRAMEWORK = {
         "register": env.str("THROTTLE_REGISTER", default="10/hour"),
         "credentials": env.str("THROTTLE_CREDENTIALS", default="120/min"),
         "tickets": env.str("THROTTLE_TICKETS", default="120/min"),
+        "guest": env.str("THROTTLE_GUEST", default="10/hour"),
+        "oidc": env.str("THROTTLE_OIDC", default="60/min"),
     },
     "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
 }
@@ -318,6 +320,30 @@ AXES_VERBOSE = False  # lockouts are still logged, without a banner on every sta
 # Staff must add a TOTP code to their password in the admin (django-otp).
 ADMIN_REQUIRE_OTP = env.bool("ADMIN_REQUIRE_OTP", default=PRODUCTION)
 OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="OSS app server admin")
+
+# OpenID Connect providers whose ID tokens POST /api/auth/oidc/ exchanges (accounts/oidc.py):
+# a JSON list of {"name", "issuer", "audiences": [...], "jwks_uri" (optional: else discovery)}.
+OIDC_PROVIDERS = env.json("OIDC_PROVIDERS", default=[])
+# Asymmetric algorithms only: "none" and HS* (a shared secret) are refused whatever this says.
+OIDC_ALLOWED_ALGORITHMS = env.list(
+    "OIDC_ALLOWED_ALGORITHMS",
+    default=["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"],
+)
+OIDC_HTTP_TIMEOUT_SECONDS = env.float("OIDC_HTTP_TIMEOUT_SECONDS", default=3.0)
+OIDC_MAX_DOCUMENT_BYTES = env.int("OIDC_MAX_DOCUMENT_BYTES", default=256 * 1024)
+OIDC_JWKS_CACHE_SECONDS = env.int("OIDC_JWKS_CACHE_SECONDS", default=3600)
+OIDC_JWKS_MIN_REFRESH_SECONDS = env.int("OIDC_JWKS_MIN_REFRESH_SECONDS", default=60)
+OIDC_LEEWAY_SECONDS = env.int("OIDC_LEEWAY_SECONDS", default=60)
+
+# Guests (POST /api/auth/guest/): try before signing up, with small quotas, removed after a while.
+GUEST_ENABLED = env.bool("GUEST_ENABLED", default=False)
+GUEST_QUOTA_BYTES = env.int("GUEST_QUOTA_BYTES", default=50 * 1024**2)
+GUEST_QUOTA_OBJECTS = env.int("GUEST_QUOTA_OBJECTS", default=20)
+GUEST_TTL_DAYS = env.int("GUEST_TTL_DAYS", default=7)
+
+# DELETE /api/auth/me/ without a password needs a login session started at most this long ago
+# (refreshing keeps a session's start).
+ACCOUNT_ERASE_FRESH_SECONDS = env.int("ACCOUNT_ERASE_FRESH_SECONDS", default=300)
 
 # --- Alibaba Cloud: the server's own RAM user -------------------------------------------------
 # Used to call AssumeRole and for the server's own OSS work (removing refused objects,

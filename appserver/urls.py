@@ -4,6 +4,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from appserver.health import healthz
+from uploads import account_apis
 from uploads.apis import oss_callback
 
 handler400 = "appserver.errors.handler400"
@@ -16,6 +17,9 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="upload-page", permanent=False)),
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
+    # Before accounts' own me/: the same GET, plus DELETE (erasure, in uploads).
+    path("api/auth/me/", account_apis.MeApi.as_view(), name="auth-me-erase"),
+    path("api/auth/me/export/", account_apis.ExportApi.as_view(), name="auth-export"),
     path("api/auth/", include("accounts.urls")),
     path("api/uploads/", include("uploads.urls")),
     path("api/oss/callback/", oss_callback, name="oss-callback"),

@@ -10,7 +10,9 @@ from django.template.defaultfilters import filesizeformat
 from django.utils.html import format_html
 
 from accounts.admin import UserAdmin
+from accounts.models import AccountErasure
 from uploads import oss
+from uploads.erasure import account_erase
 from uploads.models import CallbackRefusal, StorageUsage, Upload, UploadTicket
 from uploads.selectors import upload_has_variants, upload_variants, usage_limits
 from uploads.services import uploads_delete_by_admin
@@ -196,3 +198,29 @@ class StorageUsageInline(UsageDisplayMixin, admin.StackedInline):
 # The quota belongs to uploads, so uploads puts it on the user's admin page: accounts knows
 # nothing of the apps built on it.
 UserAdmin.inlines = [*UserAdmin.inlines, StorageUsageInline]
+
+
+@admin.action(
+    description="Erase: delete every object and row of the account, keep a receipt",
+    permissions=["delete"],
+)
+def erase_users(modeladmin, request, queryset) -> None:
+    erased = waiting = 0
+    for user in queryset.exclude(pk=request.user.pk):  # never oneself
+        try:
+            account_erase(user=user, reason=AccountErasure.Reason.STAFF)
+            erased += 1
+        except oss.StorageUnavailable:
+            waiting += 1
+    modeladmin.message_user(request, f"Erased {erased} account(s).", messages.SUCCESS)
+    if waiting:
+        modeladmin.message_user(
+            request,
+            f"{waiting} account(s) are disabled and wait for the storage service; "
+            "expire_guests finishes them.",
+            messages.WARNING,
+        )
+
+
+# Erasing empties the user's prefix, which uploads owns: the action is attached from here.
+UserAdmin.actions = [*UserAdmin.actions, erase_users]

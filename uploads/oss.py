@@ -1,7 +1,8 @@
 """The server's own OSS operations (the only module that imports oss2).
 
 Assumes on the cloud side: the server's RAM user (ALIBABA_ACCESS_KEY_ID/SECRET) may HeadObject,
-GetObject (to sign download URLs), DeleteObject and ListObjects on OSS_BUCKET. Apps never get
+GetObject (to sign download URLs), DeleteObject (also through DeleteMultipleObjects), ListObjects,
+ListMultipartUploads and AbortMultipartUpload (account erasure) on OSS_BUCKET. Apps never get
 these credentials; they upload with STS credentials scoped to their own prefix.
 
 Every call reads the settings when made, has a bounded timeout (the upload callback must answer
@@ -12,6 +13,7 @@ within OSS's 5-second budget and calls this module on its way), and turns SDK er
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import http.client
@@ -226,6 +228,36 @@ def oss_browser_origins() -> list[str]:
         cdn = urlsplit(settings.IMAGE_VARIANT_ENDPOINT)
         origins.append(f"{cdn.scheme or 'https'}://{cdn.netloc or cdn.path.rstrip('/')}")
     return origins
+
+
+def oss_delete_objects(*, keys: list[str]) -> list[str]:
+    """DeleteMultipleObjects (at most 1000 keys per call, OSS's limit): the keys OSS confirmed.
+    Raises StorageUnavailable, for callers (erasure) that stop and continue later."""
+    if not keys:
+        return []
+    if len(keys) > 1000:
+        raise ValueError("DeleteMultipleObjects takes at most 1000 keys.")
+    try:
+        result = _bucket(timeout=RECONCILE_TIMEOUT_SECONDS).batch_delete_objects(keys)
+    except (oss2.exceptions.OssError, oss2.exceptions.RequestError) as exc:
+        raise StorageUnavailable(f"DeleteMultipleObjects failed: {_describe(exc)}") from exc
+    return list(result.deleted_keys)
+
+
+def oss_abort_multipart_uploads(*, prefix: str) -> int:
+    """Abort every unfinished multipart upload under `prefix` (their parts are stored and billed
+    but invisible to ListObjects). Returns how many were aborted."""
+    aborted = 0
+    try:
+        bucket = _bucket(timeout=RECONCILE_TIMEOUT_SECONDS)
+        for item in oss2.MultipartUploadIterator(bucket, prefix=prefix):
+            # NoSuchUpload: completed or aborted meanwhile.
+            with contextlib.suppress(oss2.exceptions.NoSuchUpload):
+                bucket.abort_multipart_upload(item.key, item.upload_id)
+            aborted += 1
+    except (oss2.exceptions.OssError, oss2.exceptions.RequestError) as exc:
+        raise StorageUnavailable(f"Aborting multipart uploads failed: {_describe(exc)}") from exc
+    return aborted
 
 
 def oss_sign_download_url(

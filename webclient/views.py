@@ -23,6 +23,7 @@ def upload_page(request: HttpRequest) -> HttpResponse:
         "oss_signature_version": settings.OSS_SIGNATURE_VERSION,
         "upload_max_size": settings.UPLOAD_MAX_SIZE,
         "registration_enabled": settings.REGISTRATION_ENABLED,
+        "guest_enabled": settings.GUEST_ENABLED,
     }
     response = render(request, "webclient/upload.html", context)
     # django-csp reads this per-response addition (what its csp_update decorator sets): the page

@@ -1,5 +1,6 @@
 // The browser upload page: the same flow a mobile app follows, in plain JavaScript.
 //   1. log in            POST /api/auth/login/            -> JWT (kept in sessionStorage only)
+//                        (or POST /api/auth/guest/ when the server enables guests)
 //   2. credentials       GET  /api/sts/credentials/       -> STS key, bucket, endpoint, RefreshAfter
 //   3. ticket per file   POST /api/uploads/tickets/       -> the key and the callback parameters
 //   4. upload            ali-oss multipartUpload straight to OSS, with the ticket's callback
@@ -375,7 +376,7 @@
 
   async function showLoggedIn() {
     const me = await api('/api/auth/me/');
-    $('username').textContent = me.username;
+    $('username').textContent = me.is_guest ? 'a guest' : me.username;
     $('whoami').hidden = false;
     $('login-section').hidden = true;
     $('upload-section').hidden = false;
@@ -402,6 +403,24 @@
     $('login-error').hidden = true;
     await showLoggedIn();
   });
+
+  // Present only when the server enables guests: a guest account with its own folder.
+  const guestButton = $('guest-submit');
+  if (guestButton) {
+    guestButton.addEventListener('click', async () => {
+      const response = await fetch('/api/auth/guest/', { method: 'POST' });
+      if (!response.ok) {
+        const err = await parseError(response);
+        showLoggedOut(err.message);
+        return;
+      }
+      const tokens = await response.json();
+      store.setItem('access', tokens.access);
+      store.setItem('refresh', tokens.refresh);
+      $('login-error').hidden = true;
+      await showLoggedIn();
+    });
+  }
 
   $('logout').addEventListener('click', async () => {
     const refresh = store.getItem('refresh');
