@@ -117,7 +117,8 @@ class Upload(models.Model):
 
 
 class CallbackRefusal(models.Model):
-    """A callback verified to come from OSS but refused, and why (the object is removed)."""
+    """A callback verified to come from OSS but refused, and why. The object is removed only
+    when it is the refused ticket's own key (object_removed says whether it went)."""
 
     class Reason(models.TextChoices):
         NO_TICKET = "no_ticket", "No ticket names this key"

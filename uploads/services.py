@@ -394,33 +394,32 @@ def _check(
     return None
 
 
-def _removable(*, key: str, facts: CallbackFacts, real: oss.ObjectInfo | None, ticket_id) -> bool:
-    """Whether removing `key` is safe: the callback body names the key, and a forger could name
-    someone else's. Only an unrecorded, unticketed object whose current ETag is the one OSS just
-    reported (unknowable to a forger) is removed."""
+def _removable(*, ticket: UploadTicket, facts: CallbackFacts, real: oss.ObjectInfo | None) -> bool:
+    """Whether a refused upload's object may be removed. Only the key bound into the verified
+    ticket ever is: the callback body is rendered from a template the app chose, so the key it
+    names proves nothing (another user's object, named with its ETag, must stay). Objects no
+    ticket accounts for are the sweep's (uploads/sweep.py)."""
+    if facts.key != ticket.key or facts.bucket not in ("", ticket.bucket):
+        return False
     if real is None and settings.UPLOAD_CALLBACK_HEAD_CHECK:
         return False  # nothing there
-    if real is not None and (not facts.etag or real.etag != facts.etag):
-        return False
-    if (
-        Upload.objects.filter(bucket=settings.OSS_BUCKET, key=key)
+    if real is not None and facts.etag and real.etag != facts.etag:
+        return False  # replaced since: what is there now was not judged
+    return not (
+        Upload.objects.filter(bucket=ticket.bucket, key=ticket.key)
         .exclude(status=Upload.Status.DELETED)
         .exists()
-    ):
-        return False
-    other_tickets = UploadTicket.objects.filter(
-        bucket=settings.OSS_BUCKET, key=key, status=UploadTicket.Status.ISSUED
     )
-    if ticket_id is not None:
-        other_tickets = other_tickets.exclude(pk=ticket_id)
-    return not other_tickets.exists()
 
 
-def _remove_refused(refusal: CallbackRefusal, *, facts: CallbackFacts, real, ticket_id) -> None:
-    """After the refusal is committed: remove the object (bounded), record whether it went."""
-    if not _removable(key=refusal.key, facts=facts, real=real, ticket_id=ticket_id):
+def _remove_refused(
+    refusal: CallbackRefusal, *, ticket: UploadTicket, facts: CallbackFacts, real
+) -> None:
+    """After the refusal is committed: remove the ticket's object (bounded), record whether it
+    went."""
+    if not _removable(ticket=ticket, facts=facts, real=real):
         return
-    result = oss.oss_delete_object(key=refusal.key)
+    result = oss.oss_delete_object(key=ticket.key)
     if result.removed:
         CallbackRefusal.objects.filter(pk=refusal.pk).update(object_removed=True)
         refusal.object_removed = True
@@ -497,7 +496,7 @@ def callback_handle(
             answer = refusal = None
     if answer is not None:
         if refusal is not None and refusal.reason != Reason.TICKET_USED:
-            _remove_refused(refusal, facts=facts, real=real, ticket_id=ticket.pk)
+            _remove_refused(refusal, ticket=ticket, facts=facts, real=real)
             answer = CallbackAnswer(False, _refusal_answer(refusal))
         return answer
 
@@ -519,7 +518,8 @@ def callback_handle(
         content_type=(real.content_type if real else facts.mime_type)[:255],
         oss_request_id=facts.request_id,
     )
-    _remove_refused(refusal, facts=facts, real=real, ticket_id=None)
+    # Never removed here: no verified ticket binds the key this body names (the sweep accounts
+    # for whatever is stored there).
     return CallbackAnswer(False, _refusal_answer(refusal))
 
 
