@@ -9,19 +9,8 @@ from django.db.models import QuerySet
 
 from accounts.models import User
 from uploads import oss
+from uploads.content_types import content_type_allowed  # noqa: F401 (the rule lives there)
 from uploads.models import StorageUsage, Upload
-
-
-def content_type_allowed(content_type: str) -> bool:
-    """Against UPLOAD_ALLOWED_CONTENT_TYPES: exact types or wildcards like ``image/*``."""
-    wanted = content_type.split(";")[0].strip().lower()
-    for allowed in settings.UPLOAD_ALLOWED_CONTENT_TYPES:
-        allowed = allowed.strip().lower()
-        if allowed in ("*", "*/*") or allowed == wanted:
-            return True
-        if allowed.endswith("/*") and wanted.startswith(allowed[:-1]):
-            return True
-    return False
 
 
 def usage_limits(*, usage: StorageUsage) -> tuple[int, int]:

@@ -5,6 +5,7 @@ import re
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from uploads.content_types import filename_clean
 from uploads.models import Upload
 from uploads.oss import ProcessUrls
 
@@ -28,9 +29,9 @@ class TicketInputSerializer(serializers.Serializer):
 
     def validate_filename(self, value: str) -> str:
         # Keep only the last path component: clients send full paths ("C:\\x\\a.png").
-        name = re.split(r"[\\/]", value)[-1].strip()
-        if not name or any(ord(c) < 32 for c in name):
-            raise serializers.ValidationError("A file name without control characters.")
+        name = filename_clean(re.split(r"[\\/]", value)[-1])
+        if not name:
+            raise serializers.ValidationError("A file name with at least one visible character.")
         return name
 
     def validate_content_type(self, value: str) -> str:

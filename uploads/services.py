@@ -16,10 +16,7 @@ import base64
 import hmac
 import json
 import logging
-import mimetypes
-import os
 import posixpath
-import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -37,13 +34,13 @@ from accounts.models import User
 from accounts.selectors import user_storage_prefix
 from appserver.errors import AccountSuspended, AppError, InvalidInput, NotFound
 from uploads import oss
+from uploads.content_types import content_type_allowed, content_type_extension
 from uploads.models import CallbackRefusal, StorageUsage, Upload, UploadTicket
-from uploads.selectors import content_type_allowed, usage_limits
+from uploads.selectors import usage_limits
 
 logger = logging.getLogger(__name__)
 
 Reason = CallbackRefusal.Reason
-_EXTENSION = re.compile(r"^\.[a-z0-9]{1,16}$")
 CALLBACK_BODY_TYPE = "application/x-www-form-urlencoded"
 # Form-encoded, not JSON: OSS URL-encodes every substituted value in form bodies, so the body
 # parses the same whatever a value contains (JSON substitution differs between OSS and tools).
@@ -88,13 +85,11 @@ def _token_ticket_id(token: str) -> uuid.UUID | None:
         return None
 
 
-def _object_key(*, prefix: str, ticket_id: uuid.UUID, filename: str, content_type: str) -> str:
+def _object_key(*, prefix: str, ticket_id: uuid.UUID, content_type: str) -> str:
     # The server picks the key: the user's prefix, a date folder for humans browsing the bucket,
-    # the ticket id for uniqueness, and the file's extension (lower-cased) so tools guess types.
-    ext = os.path.splitext(filename)[1].lower()
-    if not _EXTENSION.match(ext):
-        ext = (mimetypes.guess_extension(content_type) or "").lower()
-        ext = ext if _EXTENSION.match(ext) else ""
+    # the ticket id for uniqueness, and the extension of the checked content type (never the
+    # file name's: "x.html" declared as image/png must not be served as .html).
+    ext = content_type_extension(content_type)
     return f"{prefix}{timezone.now():%Y/%m/%d}/{ticket_id.hex}{ext}"
 
 
@@ -208,9 +203,7 @@ def ticket_issue(
             id=ticket_id,
             owner=user,
             bucket=settings.OSS_BUCKET,
-            key=_object_key(
-                prefix=prefix, ticket_id=ticket_id, filename=filename, content_type=content_type
-            ),
+            key=_object_key(prefix=prefix, ticket_id=ticket_id, content_type=content_type),
             filename=filename,
             declared_size=size,
             content_type=content_type,
