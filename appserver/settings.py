@@ -271,6 +271,7 @@ REST_FRAMEWORK = {
         "register": env.str("THROTTLE_REGISTER", default="10/hour"),
         "credentials": env.str("THROTTLE_CREDENTIALS", default="120/min"),
         "tickets": env.str("THROTTLE_TICKETS", default="120/min"),
+        "confirmations": env.str("THROTTLE_CONFIRMATIONS", default="120/min"),
     },
     "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
 }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -15,9 +17,10 @@ from rest_framework.views import APIView
 from accounts.permissions import IsActiveAccount
 from appserver.errors import AppError, MethodNotAllowed, NotFound, error_response
 from appserver.throttling import SettingsRateThrottle
-from uploads import oss, selectors, services
+from uploads import confirmation, oss, selectors, services
 from uploads.callback_signature import callback_verify
 from uploads.serializers import (
+    CallbackAnswerSerializer,
     TicketInputSerializer,
     TicketOutputSerializer,
     UploadDetailOutputSerializer,
@@ -60,6 +63,26 @@ class TicketCreateApi(APIView):
             "callback": issued.callback,
         }
         return Response(TicketOutputSerializer(body).data, status=status.HTTP_201_CREATED)
+
+
+class ConfirmThrottle(TicketThrottle):
+    """Per user: each confirmation makes one HeadObject."""
+
+    scope = "confirmations"
+
+
+class TicketConfirmApi(APIView):
+    """After 203 CallbackFailed or a lost answer: the server checks the stored object and
+    answers as the callback would have (HTTP 200, accepted or refused); 409 object_missing
+    when nothing is stored yet (nothing changes)."""
+
+    permission_classes = [IsActiveAccount]
+    throttle_classes = [ConfirmThrottle]
+
+    @extend_schema(request=None, responses={200: CallbackAnswerSerializer})
+    def post(self, request: Request, ticket_id: uuid.UUID) -> Response:
+        answer = confirmation.ticket_confirm(user=request.user, ticket_id=ticket_id)
+        return Response(answer.body)
 
 
 class UploadPagination(CursorPagination):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 
 from django.conf import settings
@@ -10,7 +11,7 @@ from django.db.models import QuerySet
 from accounts.models import User
 from uploads import oss
 from uploads.content_types import content_type_allowed  # noqa: F401 (the rule lives there)
-from uploads.models import StorageUsage, Upload
+from uploads.models import StorageUsage, Upload, UploadTicket
 
 
 def usage_limits(*, usage: StorageUsage) -> tuple[int, int]:
@@ -78,3 +79,7 @@ def upload_variants(*, uploads: list[Upload]) -> dict[int, oss.ProcessUrls | Non
     for upload in images:
         result[upload.pk] = signed[upload.key]
     return result
+
+
+def ticket_get(*, user: User, ticket_id: uuid.UUID) -> UploadTicket | None:
+    return UploadTicket.objects.filter(owner=user, pk=ticket_id).first()

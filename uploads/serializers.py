@@ -152,3 +152,13 @@ class UsageOutputSerializer(serializers.Serializer):
     objects_reserved = serializers.IntegerField()
     max_bytes = serializers.IntegerField()
     max_objects = serializers.IntegerField()
+
+
+class CallbackAnswerSerializer(serializers.Serializer):
+    """The callback's answer, relayed by OSS to the app (and given by a confirmation)."""
+
+    ok = serializers.BooleanField()
+    upload = UploadOutputSerializer(required=False, help_text="When ok.")
+    error = serializers.DictField(required=False, help_text="When not ok: code and message.")
+    key = serializers.CharField(required=False)
+    object_removed = serializers.BooleanField(required=False)

@@ -465,6 +465,15 @@ def callback_handle(
         return CallbackAnswer(False, _refusal_answer(refusal))
 
     real = _head(facts.key)  # before any lock: no row stays locked while OSS answers
+    return callback_decide(facts=facts, real=real, bucket=bucket, now=now)
+
+
+def callback_decide(
+    *, facts: CallbackFacts, real: oss.ObjectInfo | None, bucket: str, now: datetime
+) -> CallbackAnswer:
+    """The one description of an upload's rules, for callbacks, confirmations and the sweep:
+    record the object `facts` describe (`real`: OSS's HeadObject of it, if made) or refuse it.
+    Idempotent: a replay, or a second path racing the first, gets the same answer and row."""
     ticket_id = _token_ticket_id(facts.token)
     if ticket_id is not None:
         upload = _accept_at_once(
@@ -609,14 +618,17 @@ def _upload_new(
         metadata=ticket.metadata,
         created_at=now,
         updated_at=now,
-        **_object_fields(facts=facts, real=real),
+        **_object_fields(facts=facts, real=real, now=now),
     )
 
 
-def _object_fields(*, facts: CallbackFacts, real: oss.ObjectInfo | None) -> dict[str, Any]:
+def _object_fields(
+    *, facts: CallbackFacts, real: oss.ObjectInfo | None, now: datetime
+) -> dict[str, Any]:
     """What an upload row records of the object: OSS's own HeadObject answer where there is
-    one, else what the callback says."""
+    one (verified now), else what the callback says (unverified: the sweep checks it)."""
     return {
+        "verified_at": now if real is not None else None,
         "size": real.size if real is not None else (facts.size or 0),
         "etag": (real.etag if real else facts.etag)[:64],
         "crc64": (real.crc64 if real and real.crc64 else facts.crc64)[:20],
@@ -691,11 +703,12 @@ WITH locked AS MATERIALIZED (
 )
 INSERT INTO uploads_upload (
     owner_id, ticket_id, bucket, key, filename, size, etag, crc64, content_type, image_width,
-    image_height, image_format, metadata, oss_request_id, status, created_at, updated_at
+    image_height, image_format, metadata, oss_request_id, status, created_at, updated_at,
+    verified_at
 )
 SELECT owner_id, id, %(bucket)s, %(key)s, filename, %(size)s, %(etag)s, %(crc64)s,
     %(content_type)s, %(image_width)s, %(image_height)s, %(image_format)s, metadata,
-    %(oss_request_id)s, %(active)s, %(now)s, %(now)s
+    %(oss_request_id)s, %(active)s, %(now)s, %(now)s, %(verified_at)s
 FROM ticket
 RETURNING id, owner_id, filename, metadata
 """
@@ -726,7 +739,7 @@ def _accept_at_once(
     expected = _token(ticket_id=ticket_id, owner_public_id=public_id, bucket=bucket, key=facts.key)
     if not public_id or not hmac.compare_digest(expected, facts.token):
         return None
-    fields = _object_fields(facts=facts, real=real)
+    fields = _object_fields(facts=facts, real=real, now=now)
     upload = Upload(
         ticket_id=ticket_id, bucket=bucket, key=facts.key, created_at=now, updated_at=now, **fields
     )

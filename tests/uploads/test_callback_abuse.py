@@ -92,6 +92,7 @@ def test_an_accepted_callback_is_one_database_statement(live, stored, user):
         "text/plain",
         "a.txt",
     )
+    assert upload.verified_at is not None  # from HeadObject, not from the body
     assert UploadTicket.objects.get(pk=ticket["id"]).status == UploadTicket.Status.USED
     usage = StorageUsage.objects.get(user=user)
     assert (usage.bytes_used, usage.objects_used, usage.bytes_reserved) == (12, 1, 0)
