@@ -12,7 +12,8 @@ settled when their last one has passed; users with active rows but no object at 
 at the end. Compared both ways:
 
 - object, no row, inside a known user's prefix  -> stray_object: adopt (row from a HEAD, usage
-  counted) or delete, per RECONCILE_STRAY_OBJECTS. Objects younger than RECONCILE_GRACE_SECONDS
+  counted) or delete, per RECONCILE_STRAY_OBJECTS; beyond the quota, or of a type no ticket
+  allows, it is deleted either way. Objects younger than RECONCILE_GRACE_SECONDS
   or named by a still-valid ticket are left alone: their callback may be on its way.
 - object under the root that belongs to no user -> unowned_object: reported; deleted only with
   RECONCILE_STRAY_OBJECTS="delete".
@@ -236,6 +237,9 @@ class _Reconciler:
                 )
                 return
             upload = upload_adopt(owner=user, key=obj.key, info=info, stored_at=obj.last_modified)
+            if upload is None:  # beyond the quota, or a type no ticket allows: not kept
+                self.delete(Kind.STRAY_OBJECT, obj.key, owner=user, size=obj.size)
+                return
         except (AppError, IntegrityError) as exc:
             self.find(
                 Kind.STRAY_OBJECT,

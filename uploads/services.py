@@ -820,10 +820,24 @@ def uploads_delete_by_admin(*, upload_ids: list[int]) -> tuple[int, int]:
 # Each is its own transaction and re-checks the state the caller saw; same lock order as above.
 
 
-def upload_adopt(*, owner: User, key: str, info: oss.ObjectInfo, stored_at: datetime) -> Upload:
-    """Record an object that is in the owner's prefix but has no row (its callback never came)."""
+def upload_adopt(
+    *, owner: User, key: str, info: oss.ObjectInfo, stored_at: datetime, by: str = "reconciliation"
+) -> Upload | None:
+    """Record an object that is in the owner's prefix but has no row (its callback never came).
+
+    None, and nothing written, when it may not be kept: a type no ticket could allow, larger
+    than any upload may be, or beyond the owner's quota (pending reservations included). The
+    caller deletes it then."""
+    if info.size > settings.UPLOAD_MAX_SIZE or not content_type_allowed(info.content_type):
+        return None
     with transaction.atomic():
         usage = _usage_locked(user_id=owner.pk)
+        max_bytes, max_objects = usage_limits(usage=usage)
+        if (
+            usage.bytes_used + usage.bytes_reserved + info.size > max_bytes
+            or usage.objects_used + usage.objects_reserved + 1 > max_objects
+        ):
+            return None
         upload = Upload.objects.create(
             owner=owner,
             bucket=settings.OSS_BUCKET,
@@ -832,9 +846,10 @@ def upload_adopt(*, owner: User, key: str, info: oss.ObjectInfo, stored_at: date
             size=info.size,
             etag=info.etag,
             crc64=info.crc64,
-            content_type=info.content_type or "application/octet-stream",
-            metadata={"adopted_by": "reconciliation"},
+            content_type=_base_type(info.content_type) or "application/octet-stream",
+            metadata={"adopted_by": by},
             oss_request_id=info.request_id[:64],
+            verified_at=timezone.now(),
         )
         # The upload happened when OSS stored it, not when we noticed it.
         Upload.objects.filter(pk=upload.pk).update(created_at=stored_at)

@@ -20,27 +20,6 @@ def _confirm(live, user, ticket_id: str) -> requests.Response:
     return live.api("POST", f"/api/uploads/tickets/{ticket_id}/confirm/", user)
 
 
-def _lost_callback_ticket(live, user, data: bytes, *, declared: int | None = None):
-    """A ticket whose upload OSS stored but whose callback failed (203 CallbackFailed)."""
-    callback_url = live.settings.OSS_CALLBACK_URL
-    live.settings.OSS_CALLBACK_URL = "http://127.0.0.1:9/api/oss/callback/"  # nobody listens
-    try:
-        ticket = live.ticket(
-            user, filename="n.txt", size=declared or len(data), content_type="text/plain"
-        )
-    finally:
-        live.settings.OSS_CALLBACK_URL = callback_url
-    try:
-        result = live.bucket(user).put_object(
-            ticket["key"], data, headers={**ticket["headers"], "Content-Type": "text/plain"}
-        )
-        status = result.status
-    except oss2.exceptions.OssError as exc:
-        status = exc.status
-    assert status == 203  # stored, nothing recorded
-    return ticket
-
-
 def _usage(user) -> tuple[int, int, int, int]:
     usage = StorageUsage.objects.get(user=user)
     return usage.bytes_used, usage.objects_used, usage.bytes_reserved, usage.objects_reserved
@@ -48,7 +27,7 @@ def _usage(user) -> tuple[int, int, int, int]:
 
 def test_confirm_records_an_upload_whose_callback_failed(live, user):
     data = b"stored but unheard"
-    ticket = _lost_callback_ticket(live, user, data)
+    ticket = live.upload_unheard(user, data)
     assert Upload.objects.count() == 0
     assert _usage(user) == (0, 0, len(data), 1)
 
@@ -98,7 +77,7 @@ def test_nothing_uploaded_yet_is_a_409_and_changes_nothing(live, user):
 
 
 def test_only_the_owner_can_confirm(live, user, other_user):
-    ticket = _lost_callback_ticket(live, user, b"mine")
+    ticket = live.upload_unheard(user, b"mine")
     for who, ticket_id in ((other_user, ticket["id"]), (user, "0" * 32)):
         response = _confirm(live, who, ticket_id)
         assert response.status_code == 404
@@ -112,7 +91,7 @@ def test_only_the_owner_can_confirm(live, user, other_user):
 
 
 def test_an_object_that_breaks_the_ticket_is_refused_and_removed(live, user):
-    ticket = _lost_callback_ticket(live, user, b"ten bytes!", declared=4)
+    ticket = live.upload_unheard(user, b"ten bytes!", declared=4)
     response = _confirm(live, user, ticket["id"])
     assert response.status_code == 200
     assert response.json() == {
@@ -132,8 +111,8 @@ def test_an_object_that_breaks_the_ticket_is_refused_and_removed(live, user):
 
 
 def test_the_deadline_is_judged_when_oss_stored_the_object(live, user):
-    in_time = _lost_callback_ticket(live, user, b"early")
-    late = _lost_callback_ticket(live, user, b"late!")
+    in_time = live.upload_unheard(user, b"early")
+    late = live.upload_unheard(user, b"late!")
     for ticket, seconds in ((in_time, 5), (late, -5)):
         stored = live.root_bucket().head_object(ticket["key"]).last_modified
         UploadTicket.objects.filter(pk=ticket["id"]).update(
@@ -149,7 +128,7 @@ def test_the_deadline_is_judged_when_oss_stored_the_object(live, user):
 
 
 def test_storage_down_is_a_503_and_changes_nothing(live, user):
-    ticket = _lost_callback_ticket(live, user, b"abc")
+    ticket = live.upload_unheard(user, b"abc")
     live.settings.OSS_ENDPOINT = "http://127.0.0.1:9"
     try:
         response = _confirm(live, user, ticket["id"])
@@ -166,7 +145,7 @@ def test_confirmations_racing_the_real_callback_record_one_upload(live, user):
     """Real threads against PostgreSQL: four confirmations and four deliveries of the real
     callback, released at once; one row, one answer."""
     data = b"raced"
-    ticket = _lost_callback_ticket(live, user, data)
+    ticket = live.upload_unheard(user, data)
     etag = live.root_bucket().head_object(ticket["key"]).etag.upper()
     body = callback_body(ticket, etag=etag, size=len(data), mime="text/plain")
     start = threading.Barrier(8)
