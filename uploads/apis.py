@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import extend_schema
@@ -15,7 +16,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import IsActiveAccount
-from appserver.errors import AppError, MethodNotAllowed, NotFound, error_response
+from appserver.errors import (
+    AppError,
+    MethodNotAllowed,
+    NotFound,
+    ServiceUnavailable,
+    error_response,
+)
 from appserver.throttling import SettingsRateThrottle
 from uploads import confirmation, oss, selectors, services
 from uploads.callback_signature import callback_verify
@@ -29,6 +36,10 @@ from uploads.serializers import (
     UploadPageOutputSerializer,
     UsageOutputSerializer,
 )
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    code, message = "database_unavailable", "The database is unavailable. Retry later."
 
 
 class TicketThrottle(SettingsRateThrottle):
@@ -185,4 +196,7 @@ def oss_callback(request: HttpRequest) -> HttpResponse:
         )
     except AppError as error:
         return error_response(error)
+    except (OperationalError, InterfaceError):
+        # OSS relays only a 200, so the app sees 203 and confirms later; nothing was decided.
+        return error_response(DatabaseUnavailable())
     return JsonResponse(answer.body)
