@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -63,6 +64,10 @@ _LOCK_KEY = 0x5357_4550  # "SWEP"
 _CLOCK_SKEW = timedelta(minutes=1)
 # STS's longest session: a grant created earlier than this before the mark has expired by it.
 _LONGEST_CREDENTIALS = timedelta(hours=12)
+# Users whose prefixes are listed together (side by side, by _LISTERS threads), whose rows
+# and tickets are then read in one query each.
+_BATCH = 200
+_LISTERS = 8
 # Rows never checked against OSS (from before verified_at existed) are drained this many a run.
 _UNVERIFIED_PER_RUN = 10_000
 
@@ -152,13 +157,15 @@ class _Sweep:
         self.checked: set[int] = set()  # rows compared with their object in this run
 
     def run(self) -> SweepResult:
-        for user in sweep_users(since=self.since):
-            self.user(user)
+        users = sweep_users(since=self.since)
+        with ThreadPoolExecutor(max_workers=_LISTERS) as listers:
+            for start in range(0, len(users), _BATCH):
+                self.batch(users[start : start + _BATCH], listers)
         self.overdue_tickets()
         self.unverified_rows()
         return self.result
 
-    # -- one user's prefix
+    # -- users' prefixes, a batch at a time
 
     def listing(self, prefix: str) -> dict[str, oss.ListedObject]:
         objects: dict[str, oss.ListedObject] = {}
@@ -172,19 +179,33 @@ class _Sweep:
                 return objects
             marker = page.next_marker
 
-    def user(self, user: User) -> None:
-        prefix = user_storage_prefix(user=user)
-        # Listed first, then tickets, then rows: whatever a callback commits meanwhile shows up
-        # in what is read after it, so a fresh upload is never taken for a stray.
-        objects = self.listing(prefix)
-        issued = {t.key: t for t in UploadTicket.objects.filter(owner=user, status=Issued)}
-        rows = {
-            row.key: row
-            for row in Upload.objects.filter(owner=user).only(
-                "id", "bucket", "key", "status", "size", "etag", "verified_at"
-            )
-            if row.bucket == self.bucket and row.key.startswith(prefix)
+    def batch(self, users: list[User], listers: ThreadPoolExecutor) -> None:
+        # The listings run side by side (each a round trip to OSS); the database is read once
+        # per batch, and after them: whatever a callback commits meanwhile shows up in what is
+        # read after it, so a fresh upload is never taken for a stray.
+        prefixes = [user_storage_prefix(user=user) for user in users]
+        listings = list(listers.map(self.listing, prefixes))
+        ids = [user.pk for user in users]
+        issued: dict[str, UploadTicket] = {
+            t.key: t for t in UploadTicket.objects.filter(owner_id__in=ids, status=Issued)
         }
+        rows: dict[int, dict[str, Upload]] = {pk: {} for pk in ids}
+        for row in Upload.objects.filter(owner_id__in=ids).only(
+            "id", "owner_id", "bucket", "key", "status", "size", "etag", "verified_at"
+        ):
+            if row.bucket == self.bucket:
+                rows[row.owner_id][row.key] = row
+        for user, prefix, objects in zip(users, prefixes, listings, strict=True):
+            mine = {k: r for k, r in rows[user.pk].items() if k.startswith(prefix)}
+            self.user(user, objects, issued, mine)
+
+    def user(
+        self,
+        user: User,
+        objects: dict[str, oss.ListedObject],
+        issued: dict[str, UploadTicket],
+        rows: dict[str, Upload],
+    ) -> None:
         self.result.users += 1
         self.result.objects_listed += len(objects)
         strays: list[oss.ListedObject] = []
