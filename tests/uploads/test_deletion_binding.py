@@ -16,6 +16,8 @@ import pytest
 from uploads.models import CallbackRefusal, Upload, UploadTicket
 
 pytestmark = pytest.mark.django_db(transaction=True)
+# The users' credentials upload only with it (policies/templates).
+NO_OVERWRITE = {"x-oss-forbid-overwrite": "true"}
 
 
 def _exists(live, key: str) -> bool:
@@ -35,8 +37,8 @@ def _edited_callback(live, ticket: dict, *, names: str, etag: str, token: str) -
         "callbackBodyType": "application/x-www-form-urlencoded",
     }
     return {
+        **ticket["headers"],
         "x-oss-callback": base64.b64encode(json.dumps(callback).encode()).decode(),
-        "x-oss-callback-var": ticket["headers"]["x-oss-callback-var"],
     }
 
 
@@ -47,7 +49,7 @@ def test_a_callback_naming_another_users_unrecorded_object_deletes_nothing(
     # B's object with no row: uploaded without a callback (as when B's callback failed).
     victim_key = f"users/{other_user.public_id}/diary.txt"
     stored = live.bucket(other_user).put_object(
-        victim_key, b"dear diary", headers={"Content-Type": "text/plain"}
+        victim_key, b"dear diary", headers={"Content-Type": "text/plain", **NO_OVERWRITE}
     )
     etag = stored.etag.upper()
 

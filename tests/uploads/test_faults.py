@@ -162,7 +162,9 @@ def test_the_store_and_the_bucket_agree_after_faults(faulty):
             # Strays: half of a type a ticket could have allowed (adopted), half not (deleted).
             content_type = "text/plain" if i % 2 else "application/x-msdownload"
             bucket.put_object(
-                f"users/{user.public_id}/loose/{i}", data, headers={"Content-Type": content_type}
+                f"users/{user.public_id}/loose/{i}",
+                data,
+                headers={"Content-Type": content_type, "x-oss-forbid-overwrite": "true"},
             )
             return None
         ticket = tickets.get(i)

@@ -18,6 +18,8 @@ from uploads.models import CallbackRefusal, StorageUsage, SweepMark, Upload, Upl
 from uploads.sweep import uploads_sweep
 
 pytestmark = pytest.mark.django_db(transaction=True)
+# The users' credentials upload only with it (policies/templates).
+NO_OVERWRITE = {"x-oss-forbid-overwrite": "true"}
 
 
 @pytest.fixture
@@ -28,7 +30,7 @@ def sweep(settings):
 
 def _stray(live, user, name: str, data: bytes, content_type="text/plain") -> str:
     key = f"users/{user.public_id}/{name}"
-    live.bucket(user).put_object(key, data, headers={"Content-Type": content_type})
+    live.bucket(user).put_object(key, data, headers={"Content-Type": content_type, **NO_OVERWRITE})
     return key
 
 
@@ -153,6 +155,8 @@ def test_a_sweep_finding_another_one_running_does_nothing(live, user, sweep):
         assert Upload.objects.count() == 0
         assert not SweepMark.objects.exists()
     finally:
+        with other.cursor() as cursor:  # now, not when the server notices the closed socket
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [0x5357_4550])
         other.close()
     assert sweep().adopted == 1
 
