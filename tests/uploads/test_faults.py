@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 import oss2
 import pytest
 import requests
-from django.db import connections
+from django.db import connection, connections
 
 from emulator import Emulator, EmulatorConfig
 from tests.factories import UserFactory
@@ -99,12 +99,15 @@ def faulty(live, settings):
     settings.SWEEP_GRACE_SECONDS = 0
     # The app server's connections (opened per request by its threads) now go through the
     # relay the test cuts; this thread keeps its own, direct one.
+    connection.ensure_connection()  # opened now, directly: the cuts must never reach it
     saved = database["HOST"], database["PORT"]
     database["HOST"], database["PORT"] = "127.0.0.1", proxy.port
     try:
         yield Live(url=live.url, emulator=emulator, settings=settings), relay, proxy, rng
     finally:
         database["HOST"], database["PORT"] = saved
+        if connection.settings_dict.get("PORT") != saved[1] or not connection.is_usable():
+            connection.close()  # reopened directly when next used
         proxy.close()
         relay.server.close()
         emulator.stop()
