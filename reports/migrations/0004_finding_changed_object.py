@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('reports', '0002_run_skipped_recent'),
+        ('reports', '0003_run_updated_at'),
     ]
 
     operations = [
