@@ -271,6 +271,7 @@ REST_FRAMEWORK = {
         "register": env.str("THROTTLE_REGISTER", default="10/hour"),
         "credentials": env.str("THROTTLE_CREDENTIALS", default="120/min"),
         "tickets": env.str("THROTTLE_TICKETS", default="120/min"),
+        "confirmations": env.str("THROTTLE_CONFIRMATIONS", default="120/min"),
         "guest": env.str("THROTTLE_GUEST", default="10/hour"),
         "oidc": env.str("THROTTLE_OIDC", default="60/min"),
     },
@@ -504,6 +505,9 @@ RECONCILE_GRACE_SECONDS = env.int("RECONCILE_GRACE_SECONDS", default=900)
 RECONCILE_PAGE_SIZE = env.int("RECONCILE_PAGE_SIZE", default=1000)  # keys per ListObjects call
 # A run still "running" with no progress saved for this long is shown as stale (killed).
 RECONCILE_STALE_SECONDS = env.int("RECONCILE_STALE_SECONDS", default=900)
+# `manage.py sweep_uploads` leaves objects this recent to their callback (OSS waits 5 s for it)
+# and settles them on a later run.
+SWEEP_GRACE_SECONDS = env.int("SWEEP_GRACE_SECONDS", default=30)
 # The reports' covering index (uploads migration 0003) is PostgreSQL's; on the embedded SQLite it
 # is a plain index on created_at, which is all a local demo needs.
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

@@ -79,6 +79,7 @@ class ReconciliationFinding(models.Model):
         EXPIRED_TICKET = "expired_ticket", "Ticket expired without a callback"
         REAPPEARED_OBJECT = "reappeared_object", "Upload marked missing whose object is back"
         DELETED_STILL_STORED = "deleted_still_stored", "Deleted upload whose object remains"
+        CHANGED_OBJECT = "changed_object", "Active upload whose object differs in size or ETag"
 
     class Action(models.TextChoices):
         ADOPTED = "adopted", "Adopted: upload row created from a HEAD"
@@ -86,12 +87,15 @@ class ReconciliationFinding(models.Model):
         MARKED_MISSING = "marked_missing", "Upload marked missing, usage released"
         EXPIRED = "expired", "Ticket expired, reservation released"
         RESTORED = "restored", "Upload active again, usage counted"
+        REPAIRED = "repaired", "Row and usage follow the object (the ticket allows it)"
+        REFUSED = "refused", "Upload refused as its callback would have been: object removed"
         REPORTED = "reported", "Reported only"
         WOULD_ADOPT = "would_adopt", "Dry run: would adopt"
         WOULD_DELETE = "would_delete", "Dry run: would delete the object"
         WOULD_MARK_MISSING = "would_mark_missing", "Dry run: would mark missing"
         WOULD_EXPIRE = "would_expire", "Dry run: would expire the ticket"
         WOULD_RESTORE = "would_restore", "Dry run: would restore"
+        WOULD_REPAIR = "would_repair", "Dry run: would check the object and repair the row"
         SKIPPED = "skipped", "Skipped: changed since it was seen"
         FAILED = "failed", "Repair failed"
 

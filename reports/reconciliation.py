@@ -12,7 +12,8 @@ settled when their last one has passed; users with active rows but no object at 
 at the end. Compared both ways:
 
 - object, no row, inside a known user's prefix  -> stray_object: adopt (row from a HEAD, usage
-  counted) or delete, per RECONCILE_STRAY_OBJECTS. Objects younger than RECONCILE_GRACE_SECONDS
+  counted) or delete, per RECONCILE_STRAY_OBJECTS; beyond the quota, or of a type no ticket
+  allows, it is deleted either way. Objects younger than RECONCILE_GRACE_SECONDS
   or named by a still-valid ticket are left alone: their callback may be on its way.
 - object under the root that belongs to no user -> unowned_object: reported; deleted only with
   RECONCILE_STRAY_OBJECTS="delete".
@@ -22,6 +23,9 @@ at the end. Compared both ways:
 - row marked missing whose object is back        -> reappeared_object: active again, counted.
 - row deleted whose object remains               -> deleted_still_stored: the object is deleted
   (its owner asked for that and no longer pays for it).
+- active row whose object differs in size or ETag -> changed_object: checked with a HEAD and
+  repaired by uploads.repairs.upload_verify (the row follows the object, or the upload is
+  refused and removed, as its callback would have been).
 - ticket still "issued" past expiry + grace      -> expired_ticket: expired, reservation freed.
 
 Safety. Dry run by default: findings are recorded on a ReconciliationRun (so the admin shows
@@ -52,7 +56,7 @@ from accounts.models import User
 from accounts.selectors import user_storage_prefix
 from appserver.errors import AppError, InvalidInput
 from reports.models import ReconciliationFinding, ReconciliationRun
-from uploads import oss
+from uploads import oss, repairs
 from uploads.models import StorageUsage, Upload, UploadTicket
 from uploads.services import ticket_expire, upload_adopt, upload_set_missing
 
@@ -69,6 +73,7 @@ _COUNTER = {
     Kind.EXPIRED_TICKET: "expired_tickets",
     Kind.REAPPEARED_OBJECT: "other_findings",
     Kind.DELETED_STILL_STORED: "other_findings",
+    Kind.CHANGED_OBJECT: "other_findings",
 }
 _REPAIRED = {
     Action.ADOPTED,
@@ -76,6 +81,8 @@ _REPAIRED = {
     Action.MARKED_MISSING,
     Action.EXPIRED,
     Action.RESTORED,
+    Action.REPAIRED,
+    Action.REFUSED,
 }
 
 
@@ -124,6 +131,7 @@ class _Reconciler:
         self.state = ReconcileProgress()
         self.report = progress or (lambda state: None)
         self.pending: list[ReconciliationFinding] = []
+        self.etags: dict[str, str] = {}  # of the rows loaded (rows_of), by key
         self.run = ReconciliationRun.objects.create(
             bucket=self.bucket, prefix=prefix, applied=apply, stray_policy=self.policy
         )
@@ -236,6 +244,9 @@ class _Reconciler:
                 )
                 return
             upload = upload_adopt(owner=user, key=obj.key, info=info, stored_at=obj.last_modified)
+            if upload is None:  # beyond the quota, or a type no ticket allows: not kept
+                self.delete(Kind.STRAY_OBJECT, obj.key, owner=user, size=obj.size)
+                return
         except (AppError, IntegrityError) as exc:
             self.find(
                 Kind.STRAY_OBJECT,
@@ -289,6 +300,24 @@ class _Reconciler:
         done = upload_set_missing(upload_id=upload_id, missing=False)
         self.find(Kind.REAPPEARED_OBJECT, Action.RESTORED if done else Action.SKIPPED, key, **extra)
 
+    def changed(self, user: User, row: tuple[int, str, str, int]) -> None:
+        upload_id, key, _status, size = row
+        extra = {"owner": user, "size": size, "upload_id": upload_id}
+        if not self.apply:
+            self.find(Kind.CHANGED_OBJECT, Action.WOULD_REPAIR, key, **extra)
+            return
+        try:
+            info = oss.oss_head_object(key=key, timeout=oss.RECONCILE_TIMEOUT_SECONDS)
+        except AppError as exc:
+            self.find(Kind.CHANGED_OBJECT, Action.FAILED, key, detail=str(exc), **extra)
+            return
+        outcome = repairs.upload_verify(upload_id=upload_id, info=info) if info else "gone"
+        action = {repairs.REPAIRED: Action.REPAIRED, repairs.REFUSED: Action.REFUSED}.get(
+            outcome, Action.SKIPPED
+        )
+        detail = "" if action != Action.SKIPPED else f"{outcome} since it was listed"
+        self.find(Kind.CHANGED_OBJECT, action, key, detail=detail, **extra)
+
     def deleted_still_stored(self, user: User, row: tuple[int, str, str, int]) -> None:
         upload_id, key, _status, size = row
         extra = {"owner": user, "size": size, "upload_id": upload_id}
@@ -323,15 +352,17 @@ class _Reconciler:
 
     def rows_of(self, user: User | None) -> dict[str, tuple[int, str, str, int]]:
         rows: dict[str, tuple[int, str, str, int]] = {}
+        self.etags = {}  # one user's at a time, like their rows
         if user is None:
             return rows
         # By owner only (their index), the bucket checked here: a planner misled about the
         # bucket column's selectivity would otherwise walk the whole (bucket, key) index.
         for row in Upload.objects.filter(owner=user).values_list(
-            "id", "key", "status", "size", "bucket"
+            "id", "key", "status", "size", "bucket", "etag"
         ):
             if row[4] == self.bucket and row[1].startswith(self.prefix):
                 rows[row[1]] = row[:4]
+                self.etags[row[1]] = row[5]
         self.state.rows_checked += len(rows)
         return rows
 
@@ -372,7 +403,10 @@ class _Reconciler:
                         seen.add(seg)
                 found_row = rows.pop(obj.key, None)
                 if found_row is not None:
-                    if found_row[2] == Upload.Status.MISSING:
+                    if found_row[2] == Upload.Status.ACTIVE:
+                        if (found_row[3], self.etags.get(obj.key)) != (obj.size, obj.etag):
+                            self.changed(user, found_row)  # type: ignore[arg-type]
+                    elif found_row[2] == Upload.Status.MISSING:
                         self.reappeared(user, found_row)  # type: ignore[arg-type]
                     elif found_row[2] == Upload.Status.DELETED:
                         self.deleted_still_stored(user, found_row)  # type: ignore[arg-type]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
+
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import extend_schema
@@ -13,11 +16,18 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import IsActiveAccount
-from appserver.errors import AppError, MethodNotAllowed, NotFound, error_response
+from appserver.errors import (
+    AppError,
+    MethodNotAllowed,
+    NotFound,
+    ServiceUnavailable,
+    error_response,
+)
 from appserver.throttling import SettingsRateThrottle
-from uploads import oss, selectors, services
+from uploads import confirmation, oss, selectors, services
 from uploads.callback_signature import callback_verify
 from uploads.serializers import (
+    CallbackAnswerSerializer,
     TicketInputSerializer,
     TicketOutputSerializer,
     UploadDetailOutputSerializer,
@@ -26,6 +36,10 @@ from uploads.serializers import (
     UploadPageOutputSerializer,
     UsageOutputSerializer,
 )
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    code, message = "database_unavailable", "The database is unavailable. Retry later."
 
 
 class TicketThrottle(SettingsRateThrottle):
@@ -60,6 +74,26 @@ class TicketCreateApi(APIView):
             "callback": issued.callback,
         }
         return Response(TicketOutputSerializer(body).data, status=status.HTTP_201_CREATED)
+
+
+class ConfirmThrottle(TicketThrottle):
+    """Per user: each confirmation makes one HeadObject."""
+
+    scope = "confirmations"
+
+
+class TicketConfirmApi(APIView):
+    """After 203 CallbackFailed or a lost answer: the server checks the stored object and
+    answers as the callback would have (HTTP 200, accepted or refused); 409 object_missing
+    when nothing is stored yet (nothing changes)."""
+
+    permission_classes = [IsActiveAccount]
+    throttle_classes = [ConfirmThrottle]
+
+    @extend_schema(request=None, responses={200: CallbackAnswerSerializer})
+    def post(self, request: Request, ticket_id: uuid.UUID) -> Response:
+        answer = confirmation.ticket_confirm(user=request.user, ticket_id=ticket_id)
+        return Response(answer.body)
 
 
 class UploadPagination(CursorPagination):
@@ -162,4 +196,7 @@ def oss_callback(request: HttpRequest) -> HttpResponse:
         )
     except AppError as error:
         return error_response(error)
+    except (OperationalError, InterfaceError):
+        # OSS relays only a 200, so the app sees 203 and confirms later; nothing was decided.
+        return error_response(DatabaseUnavailable())
     return JsonResponse(answer.body)

@@ -122,13 +122,13 @@ def erasure_continue(*, erasure: AccountErasure) -> AccountErasure:
 
 
 @dataclass(frozen=True)
-class SweepResult:
+class GuestExpiry:
     guests: int  # expired guests erased to the end
     continued: int  # earlier erasures finished
     waiting: int  # erasures the storage service still holds up (the next run continues them)
 
 
-def guests_expire(*, now: datetime | None = None) -> SweepResult:
+def guests_expire(*, now: datetime | None = None) -> GuestExpiry:
     """Erase guests that outlived GUEST_TTL_DAYS without upgrading, then continue every
     unfinished erasure. Safe to run from several hosts: each erasure is idempotent."""
     guests = continued = waiting = 0
@@ -145,7 +145,7 @@ def guests_expire(*, now: datetime | None = None) -> SweepResult:
         except oss.StorageUnavailable as exc:
             logger.warning("Erasure of %s waits: %s", erasure.public_id, exc.message)
             waiting += 1
-    return SweepResult(guests=guests, continued=continued, waiting=waiting)
+    return GuestExpiry(guests=guests, continued=continued, waiting=waiting)
 
 
 def account_export(*, user: User) -> dict[str, Any]:

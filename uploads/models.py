@@ -94,6 +94,9 @@ class Upload(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
+    # When size, ETag and type were last read from OSS itself (HeadObject). Null: they come
+    # from a callback body only; the sweep checks such rows against the object within minutes.
+    verified_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -110,6 +113,13 @@ class Upload(models.Model):
                 include=["owner", "size", "status", "content_type"],
                 name="upload_created_cover_idx",
             ),
+            # The sweep's work list: active rows not yet checked against their object (empty
+            # while every callback makes a HeadObject, so it costs accepted callbacks nothing).
+            models.Index(
+                fields=["id"],
+                name="upload_unverified_idx",
+                condition=Q(verified_at__isnull=True, status="active"),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -117,7 +127,8 @@ class Upload(models.Model):
 
 
 class CallbackRefusal(models.Model):
-    """A callback verified to come from OSS but refused, and why (the object is removed)."""
+    """A callback verified to come from OSS but refused, and why. The object is removed only
+    when it is the refused ticket's own key (object_removed says whether it went)."""
 
     class Reason(models.TextChoices):
         NO_TICKET = "no_ticket", "No ticket names this key"
@@ -195,3 +206,17 @@ class StorageUsage(models.Model):
 
     def __str__(self) -> str:
         return f"usage of {self.user_id}"
+
+
+class SweepMark(models.Model):
+    """Where `manage.py sweep_uploads` got to: it looks only at what can have changed since.
+
+    One row per sweep kind; `swept_from` is the start of the last sweep that finished (what
+    happened after it is the next sweep's to see)."""
+
+    name = models.CharField(max_length=32, primary_key=True)
+    swept_from = models.DateTimeField()
+    finished_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name} swept from {self.swept_from:%Y-%m-%d %H:%M:%S}"

@@ -48,6 +48,9 @@ class ObjectInfo:
     content_type: str
     crc64: str
     request_id: str
+    # When OSS stored it (Last-Modified, whole seconds): confirmations judge a ticket's deadline
+    # against this, not against the time they run.
+    last_modified: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -202,6 +205,9 @@ def oss_head_object(*, key: str, timeout: float | None = None) -> ObjectInfo | N
         content_type=result.headers.get("Content-Type", ""),
         crc64=str(result.server_crc or ""),
         request_id=result.request_id or "",
+        last_modified=(
+            datetime.fromtimestamp(result.last_modified, UTC) if result.last_modified else None
+        ),
     )
 
 

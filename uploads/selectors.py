@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 
 from django.conf import settings
@@ -9,19 +10,8 @@ from django.db.models import QuerySet
 
 from accounts.models import User
 from uploads import oss
-from uploads.models import StorageUsage, Upload
-
-
-def content_type_allowed(content_type: str) -> bool:
-    """Against UPLOAD_ALLOWED_CONTENT_TYPES: exact types or wildcards like ``image/*``."""
-    wanted = content_type.split(";")[0].strip().lower()
-    for allowed in settings.UPLOAD_ALLOWED_CONTENT_TYPES:
-        allowed = allowed.strip().lower()
-        if allowed in ("*", "*/*") or allowed == wanted:
-            return True
-        if allowed.endswith("/*") and wanted.startswith(allowed[:-1]):
-            return True
-    return False
+from uploads.content_types import content_type_allowed  # noqa: F401 (the rule lives there)
+from uploads.models import StorageUsage, Upload, UploadTicket
 
 
 def usage_limits(*, usage: StorageUsage) -> tuple[int, int]:
@@ -89,3 +79,7 @@ def upload_variants(*, uploads: list[Upload]) -> dict[int, oss.ProcessUrls | Non
     for upload in images:
         result[upload.pk] = signed[upload.key]
     return result
+
+
+def ticket_get(*, user: User, ticket_id: uuid.UUID) -> UploadTicket | None:
+    return UploadTicket.objects.filter(owner=user, pk=ticket_id).first()

@@ -5,6 +5,7 @@ import re
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from uploads.content_types import filename_clean
 from uploads.models import Upload
 from uploads.oss import ProcessUrls
 
@@ -28,9 +29,9 @@ class TicketInputSerializer(serializers.Serializer):
 
     def validate_filename(self, value: str) -> str:
         # Keep only the last path component: clients send full paths ("C:\\x\\a.png").
-        name = re.split(r"[\\/]", value)[-1].strip()
-        if not name or any(ord(c) < 32 for c in name):
-            raise serializers.ValidationError("A file name without control characters.")
+        name = filename_clean(re.split(r"[\\/]", value)[-1])
+        if not name:
+            raise serializers.ValidationError("A file name with at least one visible character.")
         return name
 
     def validate_content_type(self, value: str) -> str:
@@ -151,3 +152,13 @@ class UsageOutputSerializer(serializers.Serializer):
     objects_reserved = serializers.IntegerField()
     max_bytes = serializers.IntegerField()
     max_objects = serializers.IntegerField()
+
+
+class CallbackAnswerSerializer(serializers.Serializer):
+    """The callback's answer, relayed by OSS to the app (and given by a confirmation)."""
+
+    ok = serializers.BooleanField()
+    upload = UploadOutputSerializer(required=False, help_text="When ok.")
+    error = serializers.DictField(required=False, help_text="When not ok: code and message.")
+    key = serializers.CharField(required=False)
+    object_removed = serializers.BooleanField(required=False)

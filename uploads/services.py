@@ -16,10 +16,7 @@ import base64
 import hmac
 import json
 import logging
-import mimetypes
-import os
 import posixpath
-import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -37,13 +34,13 @@ from accounts.models import User
 from accounts.selectors import user_storage_prefix
 from appserver.errors import AccountSuspended, AppError, InvalidInput, NotFound
 from uploads import oss
+from uploads.content_types import content_type_allowed, content_type_extension
 from uploads.models import CallbackRefusal, StorageUsage, Upload, UploadTicket
-from uploads.selectors import content_type_allowed, usage_limits
+from uploads.selectors import usage_limits
 
 logger = logging.getLogger(__name__)
 
 Reason = CallbackRefusal.Reason
-_EXTENSION = re.compile(r"^\.[a-z0-9]{1,16}$")
 CALLBACK_BODY_TYPE = "application/x-www-form-urlencoded"
 # Form-encoded, not JSON: OSS URL-encodes every substituted value in form bodies, so the body
 # parses the same whatever a value contains (JSON substitution differs between OSS and tools).
@@ -88,13 +85,11 @@ def _token_ticket_id(token: str) -> uuid.UUID | None:
         return None
 
 
-def _object_key(*, prefix: str, ticket_id: uuid.UUID, filename: str, content_type: str) -> str:
+def _object_key(*, prefix: str, ticket_id: uuid.UUID, content_type: str) -> str:
     # The server picks the key: the user's prefix, a date folder for humans browsing the bucket,
-    # the ticket id for uniqueness, and the file's extension (lower-cased) so tools guess types.
-    ext = os.path.splitext(filename)[1].lower()
-    if not _EXTENSION.match(ext):
-        ext = (mimetypes.guess_extension(content_type) or "").lower()
-        ext = ext if _EXTENSION.match(ext) else ""
+    # the ticket id for uniqueness, and the extension of the checked content type (never the
+    # file name's: "x.html" declared as image/png must not be served as .html).
+    ext = content_type_extension(content_type)
     return f"{prefix}{timezone.now():%Y/%m/%d}/{ticket_id.hex}{ext}"
 
 
@@ -208,9 +203,7 @@ def ticket_issue(
             id=ticket_id,
             owner=user,
             bucket=settings.OSS_BUCKET,
-            key=_object_key(
-                prefix=prefix, ticket_id=ticket_id, filename=filename, content_type=content_type
-            ),
+            key=_object_key(prefix=prefix, ticket_id=ticket_id, content_type=content_type),
             filename=filename,
             declared_size=size,
             content_type=content_type,
@@ -394,33 +387,32 @@ def _check(
     return None
 
 
-def _removable(*, key: str, facts: CallbackFacts, real: oss.ObjectInfo | None, ticket_id) -> bool:
-    """Whether removing `key` is safe: the callback body names the key, and a forger could name
-    someone else's. Only an unrecorded, unticketed object whose current ETag is the one OSS just
-    reported (unknowable to a forger) is removed."""
+def _removable(*, ticket: UploadTicket, facts: CallbackFacts, real: oss.ObjectInfo | None) -> bool:
+    """Whether a refused upload's object may be removed. Only the key bound into the verified
+    ticket ever is: the callback body is rendered from a template the app chose, so the key it
+    names proves nothing (another user's object, named with its ETag, must stay). Objects no
+    ticket accounts for are the sweep's (uploads/sweep.py)."""
+    if facts.key != ticket.key or facts.bucket not in ("", ticket.bucket):
+        return False
     if real is None and settings.UPLOAD_CALLBACK_HEAD_CHECK:
         return False  # nothing there
-    if real is not None and (not facts.etag or real.etag != facts.etag):
-        return False
-    if (
-        Upload.objects.filter(bucket=settings.OSS_BUCKET, key=key)
+    if real is not None and facts.etag and real.etag != facts.etag:
+        return False  # replaced since: what is there now was not judged
+    return not (
+        Upload.objects.filter(bucket=ticket.bucket, key=ticket.key)
         .exclude(status=Upload.Status.DELETED)
         .exists()
-    ):
-        return False
-    other_tickets = UploadTicket.objects.filter(
-        bucket=settings.OSS_BUCKET, key=key, status=UploadTicket.Status.ISSUED
     )
-    if ticket_id is not None:
-        other_tickets = other_tickets.exclude(pk=ticket_id)
-    return not other_tickets.exists()
 
 
-def _remove_refused(refusal: CallbackRefusal, *, facts: CallbackFacts, real, ticket_id) -> None:
-    """After the refusal is committed: remove the object (bounded), record whether it went."""
-    if not _removable(key=refusal.key, facts=facts, real=real, ticket_id=ticket_id):
+def _remove_refused(
+    refusal: CallbackRefusal, *, ticket: UploadTicket, facts: CallbackFacts, real
+) -> None:
+    """After the refusal is committed: remove the ticket's object (bounded), record whether it
+    went."""
+    if not _removable(ticket=ticket, facts=facts, real=real):
         return
-    result = oss.oss_delete_object(key=refusal.key)
+    result = oss.oss_delete_object(key=ticket.key)
     if result.removed:
         CallbackRefusal.objects.filter(pk=refusal.pk).update(object_removed=True)
         refusal.object_removed = True
@@ -473,6 +465,15 @@ def callback_handle(
         return CallbackAnswer(False, _refusal_answer(refusal))
 
     real = _head(facts.key)  # before any lock: no row stays locked while OSS answers
+    return callback_decide(facts=facts, real=real, bucket=bucket, now=now)
+
+
+def callback_decide(
+    *, facts: CallbackFacts, real: oss.ObjectInfo | None, bucket: str, now: datetime
+) -> CallbackAnswer:
+    """The one description of an upload's rules, for callbacks, confirmations and the sweep:
+    record the object `facts` describe (`real`: OSS's HeadObject of it, if made) or refuse it.
+    Idempotent: a replay, or a second path racing the first, gets the same answer and row."""
     ticket_id = _token_ticket_id(facts.token)
     if ticket_id is not None:
         upload = _accept_at_once(
@@ -497,7 +498,7 @@ def callback_handle(
             answer = refusal = None
     if answer is not None:
         if refusal is not None and refusal.reason != Reason.TICKET_USED:
-            _remove_refused(refusal, facts=facts, real=real, ticket_id=ticket.pk)
+            _remove_refused(refusal, ticket=ticket, facts=facts, real=real)
             answer = CallbackAnswer(False, _refusal_answer(refusal))
         return answer
 
@@ -519,7 +520,8 @@ def callback_handle(
         content_type=(real.content_type if real else facts.mime_type)[:255],
         oss_request_id=facts.request_id,
     )
-    _remove_refused(refusal, facts=facts, real=real, ticket_id=None)
+    # Never removed here: no verified ticket binds the key this body names (the sweep accounts
+    # for whatever is stored there).
     return CallbackAnswer(False, _refusal_answer(refusal))
 
 
@@ -616,14 +618,17 @@ def _upload_new(
         metadata=ticket.metadata,
         created_at=now,
         updated_at=now,
-        **_object_fields(facts=facts, real=real),
+        **_object_fields(facts=facts, real=real, now=now),
     )
 
 
-def _object_fields(*, facts: CallbackFacts, real: oss.ObjectInfo | None) -> dict[str, Any]:
+def _object_fields(
+    *, facts: CallbackFacts, real: oss.ObjectInfo | None, now: datetime
+) -> dict[str, Any]:
     """What an upload row records of the object: OSS's own HeadObject answer where there is
-    one, else what the callback says."""
+    one (verified now), else what the callback says (unverified: the sweep checks it)."""
     return {
+        "verified_at": now if real is not None else None,
         "size": real.size if real is not None else (facts.size or 0),
         "etag": (real.etag if real else facts.etag)[:64],
         "crc64": (real.crc64 if real and real.crc64 else facts.crc64)[:20],
@@ -698,11 +703,12 @@ WITH locked AS MATERIALIZED (
 )
 INSERT INTO uploads_upload (
     owner_id, ticket_id, bucket, key, filename, size, etag, crc64, content_type, image_width,
-    image_height, image_format, metadata, oss_request_id, status, created_at, updated_at
+    image_height, image_format, metadata, oss_request_id, status, created_at, updated_at,
+    verified_at
 )
 SELECT owner_id, id, %(bucket)s, %(key)s, filename, %(size)s, %(etag)s, %(crc64)s,
     %(content_type)s, %(image_width)s, %(image_height)s, %(image_format)s, metadata,
-    %(oss_request_id)s, %(active)s, %(now)s, %(now)s
+    %(oss_request_id)s, %(active)s, %(now)s, %(now)s, %(verified_at)s
 FROM ticket
 RETURNING id, owner_id, filename, metadata
 """
@@ -733,7 +739,7 @@ def _accept_at_once(
     expected = _token(ticket_id=ticket_id, owner_public_id=public_id, bucket=bucket, key=facts.key)
     if not public_id or not hmac.compare_digest(expected, facts.token):
         return None
-    fields = _object_fields(facts=facts, real=real)
+    fields = _object_fields(facts=facts, real=real, now=now)
     upload = Upload(
         ticket_id=ticket_id, bucket=bucket, key=facts.key, created_at=now, updated_at=now, **fields
     )
@@ -814,10 +820,24 @@ def uploads_delete_by_admin(*, upload_ids: list[int]) -> tuple[int, int]:
 # Each is its own transaction and re-checks the state the caller saw; same lock order as above.
 
 
-def upload_adopt(*, owner: User, key: str, info: oss.ObjectInfo, stored_at: datetime) -> Upload:
-    """Record an object that is in the owner's prefix but has no row (its callback never came)."""
+def upload_adopt(
+    *, owner: User, key: str, info: oss.ObjectInfo, stored_at: datetime, by: str = "reconciliation"
+) -> Upload | None:
+    """Record an object that is in the owner's prefix but has no row (its callback never came).
+
+    None, and nothing written, when it may not be kept: a type no ticket could allow, larger
+    than any upload may be, or beyond the owner's quota (pending reservations included). The
+    caller deletes it then."""
+    if info.size > settings.UPLOAD_MAX_SIZE or not content_type_allowed(info.content_type):
+        return None
     with transaction.atomic():
         usage = _usage_locked(user_id=owner.pk)
+        max_bytes, max_objects = usage_limits(usage=usage)
+        if (
+            usage.bytes_used + usage.bytes_reserved + info.size > max_bytes
+            or usage.objects_used + usage.objects_reserved + 1 > max_objects
+        ):
+            return None
         upload = Upload.objects.create(
             owner=owner,
             bucket=settings.OSS_BUCKET,
@@ -826,9 +846,10 @@ def upload_adopt(*, owner: User, key: str, info: oss.ObjectInfo, stored_at: date
             size=info.size,
             etag=info.etag,
             crc64=info.crc64,
-            content_type=info.content_type or "application/octet-stream",
-            metadata={"adopted_by": "reconciliation"},
+            content_type=_base_type(info.content_type) or "application/octet-stream",
+            metadata={"adopted_by": by},
             oss_request_id=info.request_id[:64],
+            verified_at=timezone.now(),
         )
         # The upload happened when OSS stored it, not when we noticed it.
         Upload.objects.filter(pk=upload.pk).update(created_at=stored_at)

@@ -212,7 +212,8 @@ def test_guest_upgrades_by_linking_a_provider_and_keeps_its_uploads(stack, idp):
     assert [item["key"] for item in listing["results"]] == [key]
 
 
-def test_expired_guests_are_erased_with_their_objects(stack, settings):
+@pytest.mark.parametrize("command", ["sweep_uploads", "expire_guests"])
+def test_expired_guests_are_erased_with_their_objects(stack, settings, command):
     settings.GUEST_TTL_DAYS = 7
     stale, _ = new_guest(stack)
     fresh, _ = new_guest(stack)
@@ -224,7 +225,7 @@ def test_expired_guests_are_erased_with_their_objects(stack, settings):
     )
     User.objects.filter(pk=upgraded.pk).update(is_guest=False)
 
-    call_command("expire_guests")
+    call_command(command)
 
     assert set(User.objects.values_list("pk", flat=True)) == {fresh.pk, upgraded.pk}
     assert keys_under(stack, f"users/{stale.public_id}/") == []

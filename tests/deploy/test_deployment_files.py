@@ -46,13 +46,19 @@ def str_env(values: dict) -> dict[str, str]:
 
 def test_compose_services_and_health_checks():
     services = _compose()["services"]
-    assert set(services) == {"db", "redis", "emulator", "migrate", "app"}
+    assert set(services) == {"db", "redis", "emulator", "migrate", "app", "sweep"}
     for name in ("db", "redis", "emulator", "app"):
         assert services[name]["healthcheck"]["test"], name
     assert services["app"]["depends_on"]["migrate"] == {
         "condition": "service_completed_successfully"
     }
     assert services["app"]["command"] == ["gunicorn", "-c", "gunicorn.conf.py", "appserver.wsgi"]
+    # The sweep runs every minute beside the app, with the app's settings, after migrations.
+    assert "python manage.py sweep_uploads; sleep 60" in services["sweep"]["command"][-1]
+    assert services["sweep"]["environment"] == services["app"]["environment"]
+    assert services["sweep"]["depends_on"]["migrate"] == {
+        "condition": "service_completed_successfully"
+    }
 
 
 def test_compose_gives_the_app_every_required_setting():

@@ -7,6 +7,7 @@ by other tests in the shared emulator cannot show up as findings.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import uuid
 from dataclasses import dataclass
@@ -57,8 +58,15 @@ def listing(bucket: oss2.Bucket) -> list[tuple[str, int]]:
 
 
 def row(owner: User, key: str, size: int, status: str = "active") -> Upload:
+    """The row a callback records for `put(bucket, key, size)` (same size and ETag)."""
     return UploadFactory(
-        owner=owner, bucket=BUCKET, key=key, size=size, content_type="image/jpeg", status=status
+        owner=owner,
+        bucket=BUCKET,
+        key=key,
+        size=size,
+        etag=hashlib.md5(b"x" * size).hexdigest().upper(),  # noqa: S324 (OSS's ETag)
+        content_type="image/jpeg",
+        status=status,
     )
 
 
@@ -341,4 +349,33 @@ def test_keys_with_spaces_and_non_ascii_round_trip(oss_root):
     assert findings(run) == [("stray_object", "adopted", key)]
     upload = Upload.objects.get()
     assert (upload.key, upload.filename, upload.size) == (key, "photo 1+2%.jpg", 12)
+    assert findings(reconciliation_run(apply=True)) == []
+
+
+def test_rows_whose_object_changed_are_checked_and_repaired(oss_root):
+    frank = UserFactory(username="frank")
+    grown, scripted, same = (f"users/{frank.public_id}/{n}" for n in ("a.jpg", "b.jpg", "c.jpg"))
+    for key in (grown, scripted, same):
+        put(oss_root, key, 5)
+        row(frank, key, 5)
+    StorageUsage.objects.create(user=frank, bytes_used=15, objects_used=3)
+    put(oss_root, grown, 9)  # replaced behind the store's back, still an allowed image
+    put(oss_root, scripted, 5, content_type="text/html")  # same size, other bytes: active content
+    oss_root.put_object(scripted, b"<svg/>", headers={"Content-Type": "image/svg+xml"})
+
+    assert findings(reconciliation_run()) == [
+        ("changed_object", "would_repair", grown),
+        ("changed_object", "would_repair", scripted),
+    ]
+    run = reconciliation_run(apply=True)
+
+    assert sorted(findings(run), key=lambda f: f[2]) == [
+        ("changed_object", "repaired", grown),
+        ("changed_object", "refused", scripted),
+    ]
+    assert Upload.objects.get(key=grown).size == 9
+    assert Upload.objects.get(key=scripted).status == Upload.Status.DELETED
+    assert [key for key, _ in listing(oss_root)] == [grown, same]
+    usage = StorageUsage.objects.get(user=frank)
+    assert (usage.bytes_used, usage.objects_used) == (14, 2)
     assert findings(reconciliation_run(apply=True)) == []

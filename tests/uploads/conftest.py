@@ -122,6 +122,31 @@ class Live:
             connect_timeout=10,
         )
 
+    def upload_unheard(
+        self, user, data: bytes, *, declared: int | None = None, content_type="text/plain"
+    ) -> dict:
+        """Upload with a ticket whose callback fails (OSS answers 203 CallbackFailed): the
+        object is stored and nothing is recorded. Returns the ticket."""
+        callback_url = self.settings.OSS_CALLBACK_URL
+        self.settings.OSS_CALLBACK_URL = "http://127.0.0.1:9/api/oss/callback/"  # nobody there
+        try:
+            size = len(data) if declared is None else declared
+            ticket = self.ticket(user, filename="n.txt", size=size, content_type=content_type)
+        finally:
+            self.settings.OSS_CALLBACK_URL = callback_url
+        try:
+            status = (
+                self.bucket(user)
+                .put_object(
+                    ticket["key"], data, headers={**ticket["headers"], "Content-Type": content_type}
+                )
+                .status
+            )
+        except oss2.exceptions.OssError as exc:
+            status = exc.status
+        assert status == 203
+        return ticket
+
     def callback_url(self) -> str:
         return self.url + "/api/oss/callback/"
 
@@ -186,3 +211,33 @@ def live(alibaba, live_server, settings) -> Live:
     # live_server answers on localhost; the emulator's key URL prefix is set by `alibaba`.
     assert urlsplit(live_server.url).hostname in settings.ALLOWED_HOSTS
     return Live(url=live_server.url, emulator=alibaba, settings=settings)
+
+
+def assert_store_agrees(live: Live, user) -> None:
+    """The promise, for one user: every object under their prefix is an active row with the
+    same size and ETag, every active row has its object, and usage is exactly the recorded
+    sizes plus the open reservations, within the quota."""
+    from uploads.models import StorageUsage, Upload, UploadTicket
+    from uploads.selectors import usage_limits
+
+    prefix = f"users/{user.public_id}/"
+    stored = {
+        o.key: (o.size, o.etag.strip('"').upper())
+        for o in oss2.ObjectIterator(live.root_bucket(), prefix=prefix)
+    }
+    active = Upload.objects.filter(owner=user, status=Upload.Status.ACTIVE)
+    recorded = {u.key: (u.size, u.etag) for u in active}
+    assert stored == recorded
+    issued = UploadTicket.objects.filter(owner=user, status=UploadTicket.Status.ISSUED)
+    usage = StorageUsage.objects.filter(user=user).first() or StorageUsage(user=user)
+    assert (usage.bytes_used, usage.objects_used) == (
+        sum(size for size, _ in recorded.values()),
+        len(recorded),
+    )
+    assert (usage.bytes_reserved, usage.objects_reserved) == (
+        sum(t.reserved_bytes for t in issued),
+        len(issued),
+    )
+    max_bytes, max_objects = usage_limits(usage=usage)
+    assert usage.bytes_used + usage.bytes_reserved <= max_bytes
+    assert usage.objects_used + usage.objects_reserved <= max_objects

@@ -94,6 +94,7 @@ def test_a_callback_reaches_its_ticket_by_primary_key(user, settings):
         "image_height": None,
         "image_format": "",
         "oss_request_id": "R",
+        "verified_at": None,
         "max_bytes": settings.UPLOAD_QUOTA_BYTES,
         "max_objects": settings.UPLOAD_QUOTA_OBJECTS,
     }

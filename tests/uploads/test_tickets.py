@@ -31,7 +31,7 @@ def test_ticket_shape_and_key(auth_client, user, settings):
     assert body["id"] == str(ticket.id)
     assert body["key"] == ticket.key
     assert body["key"].startswith(f"users/{user.public_id}/")
-    assert body["key"].endswith(f"/{ticket.id.hex}.jpg")
+    assert body["key"].endswith(f"/{ticket.id.hex}.png")  # the type's, not the name's
     assert ticket.filename == "Holiday Pic.JPG"
     assert body["max_size"] == 123
     callback = json.loads(base64.b64decode(body["headers"]["x-oss-callback"]))

@@ -267,3 +267,52 @@ def test_the_root_url_leads_to_the_upload_page(live_server):
     assert (response.status_code, response.headers["Location"]) == (302, "/upload/")
     page = requests.get(live_server.url + "/", timeout=10)
     assert (page.status_code, page.url) == (200, live_server.url + "/upload/")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_callback_is_confirmed_not_uploaded_again(
+    page_url, chromium_path, tmp_path, settings
+):
+    # Nobody listens at the callback URL: OSS stores the object and answers 203 CallbackFailed.
+    settings.OSS_CALLBACK_URL = "http://127.0.0.1:9/api/oss/callback/"
+    user = UserFactory()
+    image = tmp_path / "lost.png"
+    image.write_bytes(demo_png(32, 16))
+    writes: list[str] = []
+    confirmations: list[int] = []
+
+    with headless_chromium(chromium_path) as browser:
+        page = browser.new_page()
+        page.on(
+            "request",
+            lambda r: (
+                writes.append(r.method)
+                if r.method in ("PUT", "POST") and "/users/" in r.url
+                else None
+            ),
+        )
+        page.on(
+            "response",
+            lambda r: confirmations.append(r.status) if r.url.endswith("/confirm/") else None,
+        )
+        page.goto(page_url)
+        page.fill("#login-username", user.username)
+        page.fill("#login-password", PASSWORD)
+        page.click("#login-submit")
+        page.wait_for_selector("#upload-section:not([hidden])", timeout=10_000)
+        page.set_input_files("#file-input", str(image))
+        row = page.wait_for_selector(
+            "#progress-list li.done, #progress-list li.failed", timeout=20_000
+        )
+        status = row.inner_text()
+        page.wait_for_selector("#uploads li.upload", timeout=10_000)
+        listed = page.inner_text("#uploads li.upload .upload-name")
+        page.close()
+
+    assert status == "lost.png\n100% uploaded (confirmed)"
+    assert writes == ["PUT"]  # the bytes went up once
+    assert confirmations == [200]
+    assert listed == "lost.png"
+    upload = Upload.objects.get(owner=user)
+    assert (upload.size, upload.content_type) == (image.stat().st_size, "image/png")
+    assert upload.verified_at is not None

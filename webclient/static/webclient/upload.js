@@ -217,13 +217,21 @@
   }
 
   function describeOssError(err) {
-    // OSS answers 203 CallbackFailed when the object was stored but our server refused or could
-    // not be reached; the server removes refused objects, so the upload did not happen.
-    if (err.status === 203 || err.code === 'CallbackFailed') {
-      return 'refused by the server: ' + (err.message || 'callback failed');
-    }
     if (err instanceof ApiError) return err.message;
     return (err.code ? err.code + ': ' : '') + (err.message || String(err));
+  }
+
+  // OSS answers 203 CallbackFailed when it stored the object but our server did not answer in
+  // time, and an answer can be lost on the way back: the bytes may be stored either way. Never
+  // send them again: the server checks the stored object and answers as the callback would
+  // have (409 object_missing: nothing stored, the upload really failed).
+  async function confirmUpload(ticket, uploadError) {
+    try {
+      return await api(`/api/uploads/tickets/${ticket.id}/confirm/`, { method: 'POST' });
+    } catch (err) {
+      if (err instanceof ApiError && err.code === 'object_missing') throw uploadError;
+      throw err;
+    }
   }
 
   async function uploadFile(file) {
@@ -245,25 +253,32 @@
       const client = await getOssClient();
       if (ticket.bucket && ticket.bucket !== credentialsBucket) client.useBucket(ticket.bucket);
       row.set(0);
-      const result = await client.multipartUpload(ticket.key, file, {
-        mime: file.type || 'application/octet-stream',
-        partSize: 1024 * 1024,
-        parallel: 3,
-        // ali-oss sends these on the initiation, every part and the completion (or on the one
-        // PutObject of a small file): OSS then refuses to replace an existing object, and the
-        // session policy refuses any upload request without it.
-        headers: noOverwriteHeaders(ticket),
-        callback: callbackOption(ticket),
-        progress: fraction => row.set(Math.round(fraction * 100)),
-      });
-      // result.data is the server's callback answer, relayed by OSS. A refusal also arrives
-      // with HTTP 200 (OSS relays only 200 answers); the server has removed the object.
-      const answer = result.data || {};
+      let answer;
+      try {
+        const result = await client.multipartUpload(ticket.key, file, {
+          mime: file.type || 'application/octet-stream',
+          partSize: 1024 * 1024,
+          parallel: 3,
+          // ali-oss sends these on the initiation, every part and the completion (or on the one
+          // PutObject of a small file): OSS then refuses to replace an existing object, and the
+          // session policy refuses any upload request without it.
+          headers: noOverwriteHeaders(ticket),
+          callback: callbackOption(ticket),
+          progress: fraction => row.set(Math.round(fraction * 100)),
+        });
+        // result.data is the server's callback answer, relayed by OSS. A refusal also arrives
+        // with HTTP 200 (OSS relays only 200 answers).
+        answer = result.data || {};
+      } catch (err) {
+        row.set(100, 'checking with the server');
+        answer = await confirmUpload(ticket, err);
+        row.confirmed = true;
+      }
       if (answer.ok === false) {
         const reason = (answer.error && answer.error.message) || 'refused';
         throw new ApiError(200, (answer.error && answer.error.code) || 'refused', reason);
       }
-      row.done('100% uploaded');
+      row.done(row.confirmed ? '100% uploaded (confirmed)' : '100% uploaded');
       await loadUploads();
     } catch (err) {
       row.fail(describeOssError(err), err.code);
