@@ -315,3 +315,101 @@ def test_a_pending_upload_record_survives_only_whole(tmp_path):
     store.save({**record, "upload_id": "u1"})
     assert [p.name for p in tmp_path.iterdir()] == ["t1.json"]
     assert json.loads((tmp_path / "t1.json").read_text())["upload_id"] == "u1"
+
+
+@pytest.fixture
+def lost_callbacks(alibaba, live_server, settings) -> str:
+    """OSS stores the object but cannot reach the server: every upload answers 203."""
+    settings.OSS_CALLBACK_URL = "http://127.0.0.1:9/api/oss/callback/"  # discard: refused
+    return live_server.url
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("multipart", [False, True])
+def test_203_is_settled_by_the_confirm_endpoint_without_uploading_again(
+    lost_callbacks, tmp_path, multipart
+):
+    user = UserFactory()
+    data = demo_png(220, 220, noise=True) if multipart else demo_png()
+
+    result = run_demo(
+        base_url=lost_callbacks,
+        username=user.username,
+        password=PASSWORD,
+        say=lambda _: None,
+        data=data,
+        state_dir=tmp_path,
+    )
+
+    assert result.confirmed is True
+    assert result.parts_sent == (2 if multipart else 1)  # each byte sent once
+    upload = Upload.objects.get(pk=result.upload_id)
+    assert (upload.owner, upload.size, upload.content_type) == (user, len(data), "image/png")
+    (ticket,) = UploadTicket.objects.filter(owner=user)
+    assert (ticket.key, ticket.status) == (upload.key, "used")
+    assert result.downloaded == data
+    assert app.PendingUploads(tmp_path / user.username).all() == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_upload_completed_before_the_process_died_is_confirmed_not_sent_again(
+    lost_callbacks, tmp_path
+):
+    # The process completed the multipart upload, OSS answered 203 (or the answer was lost)
+    # and the app died before reading it: at start-up, the saved ticket is confirmed.
+    user = UserFactory()
+    session = _session(lost_callbacks, user)
+    provider = app.AppCredentialsProvider(session)
+    store = app.PendingUploads(tmp_path)
+    data = demo_png(220, 220, noise=True)
+    (tmp_path / "clip.data").write_bytes(data)
+    ticket = _take_ticket(session, data)
+    bucket = app.bucket_for(provider, ticket)
+    record = app.upload_start(store, ticket=ticket, path=tmp_path / "clip.data")
+    record["upload_id"] = bucket.init_multipart_upload(
+        ticket["key"], headers=app.initiate_headers(ticket)
+    ).upload_id
+    store.save(record)
+    size = record["part_size"]
+    parts = [
+        oss2.models.PartInfo(
+            n, bucket.upload_part(ticket["key"], record["upload_id"], n, chunk).etag
+        )
+        for n, chunk in ((1, data[:size]), (2, data[size:]))
+    ]
+    completed = bucket.complete_multipart_upload(
+        ticket["key"], record["upload_id"], parts, headers=ticket["headers"]
+    )
+    assert completed.status == 203
+    assert not Upload.objects.exists()
+
+    finished, aborted = app.uploads_resume(session, provider, store)
+
+    (outcome,) = finished
+    assert (outcome.parts_sent, outcome.confirmed, aborted) == (0, True, [])
+    assert outcome.answer["ok"] is True
+    upload = Upload.objects.get(key=ticket["key"])
+    assert (upload.size, upload.content_type) == (len(data), "image/png")
+    assert store.all() == []
+    session.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sending_a_stored_upload_again_is_refused_by_oss_and_confirmed(live_callbacks):
+    # The app sent the file, lost the answer and sends it again: the ticket's forbid-overwrite
+    # header makes OSS refuse (409 FileAlreadyExists) and the client asks the server instead.
+    user = UserFactory()
+    session = _session(live_callbacks, user)
+    provider = app.AppCredentialsProvider(session)
+    data = demo_png()
+    ticket = _take_ticket(session, data)
+    bucket = app.bucket_for(provider, ticket)
+    first = app.put_small(session, bucket, ticket=ticket, data=data)
+
+    again = app.put_small(session, bucket, ticket=ticket, data=data)
+
+    assert (first.confirmed, again.confirmed) == (False, True)
+    assert again.answer["ok"] is True
+    assert again.answer["upload"]["id"] == first.answer["upload"]["id"]
+    assert Upload.objects.filter(owner=user).count() == 1
+    session.close()
