@@ -2,7 +2,9 @@
 //   1. log in            POST /api/auth/login/            -> JWT (kept in sessionStorage only)
 //   2. credentials       GET  /api/sts/credentials/       -> STS key, bucket, endpoint, RefreshAfter
 //   3. ticket per file   POST /api/uploads/tickets/       -> the key and the callback parameters
-//   4. upload            ali-oss multipartUpload straight to OSS, with the ticket's callback
+//   4. upload            ali-oss multipartUpload straight to OSS, with the ticket's callback;
+//                        or, with "PostObject form" chosen, the ticket's signed form posted as
+//                        is (mode "form": no credentials at all, as a mini program does)
 //   5. OSS calls the server back; the server records the upload and OSS relays its JSON answer
 //   6. list              GET  /api/uploads/ (each image's variants.thumbnail is a signed URL)
 'use strict';
@@ -225,8 +227,41 @@
     return (err.code ? err.code + ': ' : '') + (err.message || String(err));
   }
 
+  // A form ticket's upload: its fields as given, then the file, posted straight to the bucket.
+  // XMLHttpRequest rather than fetch, for the upload progress. Resolves with the server's
+  // answer OSS relays (HTTP 200); rejects with OSS's own error (XML) otherwise.
+  function postForm(upload, file, onProgress) {
+    const form = new FormData();
+    for (const [name, value] of Object.entries(upload.fields)) form.append(name, value);
+    form.append(upload.file_field || 'file', file);
+    return new Promise((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open('POST', upload.url);
+      xhr.upload.onprogress = event => {
+        if (event.lengthComputable) onProgress(event.loaded / event.total);
+      };
+      xhr.onerror = () => reject(new ApiError(0, 'network', 'the upload did not reach OSS'));
+      xhr.onload = () => {
+        if (xhr.status === 200) {
+          try {
+            resolve(JSON.parse(xhr.responseText));
+          } catch (_) {
+            reject(new ApiError(200, 'bad_answer', 'OSS relayed an answer that is not JSON'));
+          }
+          return;
+        }
+        const xml = new DOMParser().parseFromString(xhr.responseText || '<x/>', 'application/xml');
+        const text = tag => (xml.getElementsByTagName(tag)[0] || {}).textContent || '';
+        const err = new ApiError(xhr.status, text('Code') || 'http_' + xhr.status, text('Message'));
+        reject(err);
+      };
+      xhr.send(form);
+    });
+  }
+
   async function uploadFile(file) {
     const row = progressRow(file);
+    const mode = $('upload-mode').value;
     try {
       if (config.maxSize && file.size > config.maxSize) {
         throw new ApiError(400, 'too_large', `larger than the ${config.maxSize} bytes allowed`);
@@ -239,8 +274,20 @@
           size: file.size,
           content_type: file.type || 'application/octet-stream',
           metadata: { source: 'upload-page' },
+          mode,
         },
       });
+      if (mode === 'form') {
+        row.set(0);
+        const answer = await postForm(ticket.upload, file, f => row.set(Math.round(f * 100)));
+        if (answer.ok === false) {
+          const reason = (answer.error && answer.error.message) || 'refused';
+          throw new ApiError(200, (answer.error && answer.error.code) || 'refused', reason);
+        }
+        row.done('100% uploaded');
+        await loadUploads();
+        return;
+      }
       const client = await getOssClient();
       if (ticket.bucket && ticket.bucket !== credentialsBucket) client.useBucket(ticket.bucket);
       row.set(0);
