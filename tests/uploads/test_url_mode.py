@@ -12,8 +12,12 @@ from urllib.parse import parse_qs, urlsplit
 import oss2
 import pytest
 import requests
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
+from tests.uploads.conftest import callback_body
 from uploads.models import CallbackRefusal, StorageUsage, Upload, UploadTicket
+from uploads.services import callback_handle
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -245,3 +249,29 @@ def test_an_unknown_mode_is_a_400(live, user):
     assert response.status_code == 400
     assert response.json()["error"]["fields"]["mode"]
     assert UploadTicket.objects.count() == 0
+
+
+@pytest.mark.parametrize("path", ["one statement", "ticket locked"])
+def test_both_accept_paths_trust_a_url_callback_without_head_object(live, user, settings, path):
+    """The accept statement and the ticket-locked path (taken here when the usage row has gone
+    missing, and always on SQLite) decide a url callback alike: accepted from its facts."""
+    ticket = url_ticket(live, user)
+    if path == "ticket locked":
+        StorageUsage.objects.filter(user=user).delete()
+    settings.OSS_ENDPOINT = UNREACHABLE
+    body = callback_body(ticket, etag="0123456789ABCDEF0123456789ABCDEF", size=5, mime="text/plain")
+    with CaptureQueriesContext(connection) as queries:
+        answer = callback_handle(
+            body=body,
+            content_type="application/x-www-form-urlencoded",
+            bucket_header=live.settings.OSS_BUCKET,
+        )
+    assert answer.accepted, answer.body
+    assert (len(queries) == 1) is (path == "one statement")
+    row = Upload.objects.get()
+    assert (row.size, row.etag, row.content_type) == (
+        5,
+        "0123456789ABCDEF0123456789ABCDEF",
+        "text/plain",
+    )
+    assert UploadTicket.objects.get(pk=ticket["id"]).status == UploadTicket.Status.USED
