@@ -412,7 +412,13 @@ def oss_presign_put(*, signer: Signer, key: str, headers: dict[str, str], expire
 def oss_bucket_url() -> str:
     """Where forms are posted (PostObject): the bucket on the public endpoint, addressed the way
     the SDKs address it (path style for an IP or localhost, else `<bucket>.<host>`)."""
-    return _signing_bucket(Signer("", "", ""))._make_url(settings.OSS_BUCKET, "")
+    client = oss2.Bucket(
+        oss2.AnonymousAuth(),
+        settings.OSS_PUBLIC_ENDPOINT,
+        settings.OSS_BUCKET,
+        is_path_style=settings.OSS_PATH_STYLE,
+    )
+    return client._make_url(settings.OSS_BUCKET, "")
 
 
 def oss_post_signer_fields(*, signer: Signer, now: datetime) -> dict[str, str]:
