@@ -345,7 +345,7 @@ def start_gunicorn(port: int, env: dict, head_check: bool) -> subprocess.Popen:
         env={**env, "UPLOAD_CALLBACK_HEAD_CHECK": "true" if head_check else "false"},
         stdout=subprocess.DEVNULL,
     )
-    wait_http(port, "/bench/bare/")
+    wait_http(port, "/bench/bare/", deadline=120.0)  # a loaded machine starts slowly
     return process
 
 
