@@ -30,6 +30,7 @@ def forged_callback(live, *, key: str, token: str, size: int, mime: str) -> dict
     return {
         "x-oss-callback": base64.b64encode(json.dumps(spec).encode()).decode(),
         "x-oss-callback-var": base64.b64encode(json.dumps({"x:ticket": token}).encode()).decode(),
+        "x-oss-forbid-overwrite": "true",  # the session policy requires it of every upload
     }
 
 
@@ -67,10 +68,10 @@ def test_a_ticket_token_cannot_name_another_key(live, user, other_user):
     theirs = url_ticket(live, other_user)
     token = mine["callback"]["callbackVar"]["x:ticket"]
     bucket = live.bucket(user)
-    for target in (my_other, theirs):
+    for n, target in enumerate((my_other, theirs)):
         headers = forged_callback(live, key=target["key"], token=token, size=10, mime="image/png")
         result = bucket.put_object(
-            mine["key"] + ".x", b"0123456789", headers={**headers, "Content-Type": "image/png"}
+            f"{mine['key']}.{n}", b"0123456789", headers={**headers, "Content-Type": "image/png"}
         )
         assert result.status == 200
         answer = json.loads(result.resp.read())
