@@ -132,7 +132,7 @@ class UploadAdmin(admin.ModelAdmin):
 @admin.register(UploadTicket)
 class UploadTicketAdmin(admin.ModelAdmin):
     list_display = ("id", "owner", "key", "declared_size", "content_type", "status", "expires_at")
-    list_filter = ("status", "created_at")
+    list_filter = ("status", "mode", "created_at")
     search_fields = ("key", "owner__username", "id")
     list_select_related = ("owner",)
     readonly_fields = [f.name for f in UploadTicket._meta.fields]

@@ -13,6 +13,7 @@ from rest_framework import status
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
 from accounts.permissions import IsActiveAccount
@@ -24,7 +25,7 @@ from appserver.errors import (
     error_response,
 )
 from appserver.throttling import SettingsRateThrottle
-from uploads import confirmation, oss, selectors, services
+from uploads import confirmation, oss, selectors, services, signing
 from uploads.callback_signature import callback_verify
 from uploads.serializers import (
     CallbackAnswerSerializer,
@@ -59,7 +60,13 @@ class TicketCreateApi(APIView):
     def post(self, request: Request) -> Response:
         data = TicketInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        issued = services.ticket_issue(user=request.user, **data.validated_data)
+        signed = signing.ticket_issue_signed(
+            user=request.user,
+            client_ip=BaseThrottle().get_ident(request),
+            user_agent=request.META.get("HTTP_USER_AGENT", ""),
+            **data.validated_data,
+        )
+        issued = signed.issued
         ticket = issued.ticket
         body = {
             "id": ticket.id,
@@ -72,7 +79,10 @@ class TicketCreateApi(APIView):
             "expires_at": ticket.expires_at,
             "headers": issued.headers,
             "callback": issued.callback,
+            "mode": ticket.mode,
         }
+        if signed.upload is not None:
+            body["upload"] = signed.upload
         return Response(TicketOutputSerializer(body).data, status=status.HTTP_201_CREATED)
 
 

@@ -22,6 +22,18 @@ class UploadTicket(models.Model):
         EXPIRED = "expired", "Expired unused"
         REFUSED = "refused", "Refused at callback"
 
+    class Mode(models.TextChoices):
+        # How the app uploads, and so how far a callback's facts can be trusted:
+        # sts  - with the user's STS credentials and the callback headers it chose (the
+        #        callback names a size the app could have written: checked with HeadObject);
+        # url  - a presigned PUT URL whose signature covers the callback headers;
+        # form - a PostObject policy that fixes the key, size range, type and callback.
+        # For url and form, OSS renders ${size}, ${mimeType} and ${etag} into a template the app
+        # could not edit.
+        STS = "sts", "STS credentials"
+        URL = "url", "Presigned PUT URL"
+        FORM = "form", "PostObject form"
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # No index of its own: uploadticket_owner_status_idx starts with owner, and each extra
     # index is one more write per ticket issued and per callback.
@@ -37,6 +49,7 @@ class UploadTicket(models.Model):
     declared_size = models.BigIntegerField()
     content_type = models.CharField(max_length=255)
     metadata = models.JSONField(default=dict, blank=True)
+    mode = models.CharField(max_length=8, choices=Mode.choices, default=Mode.STS)
     # Bytes held against the owner's quota until the callback commits them or the ticket expires.
     reserved_bytes = models.BigIntegerField(default=0)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ISSUED)

@@ -6,7 +6,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from uploads.content_types import filename_clean
-from uploads.models import Upload
+from uploads.models import Upload, UploadTicket
 from uploads.oss import ProcessUrls
 
 _CONTENT_TYPE = re.compile(
@@ -25,6 +25,13 @@ class TicketInputSerializer(serializers.Serializer):
         child=serializers.CharField(max_length=METADATA_MAX_VALUE, allow_blank=True),
         required=False,
         default=dict,
+    )
+    mode = serializers.ChoiceField(
+        choices=UploadTicket.Mode.choices,
+        default=UploadTicket.Mode.STS,
+        help_text="sts: upload with your STS credentials and the callback headers; url: a "
+        "presigned PUT URL (no credentials needed); form: a PostObject form (mini programs, "
+        "HTML forms).",
     )
 
     def validate_filename(self, value: str) -> str:
@@ -132,6 +139,20 @@ class UploadDetailOutputSerializer(UploadOutputSerializer):
         ]
 
 
+class UploadInstructionsSerializer(serializers.Serializer):
+    method = serializers.CharField(help_text="PUT (url) or POST (form).")
+    url = serializers.CharField()
+    headers = serializers.DictField(
+        child=serializers.CharField(), required=False, help_text="url: send every one as is."
+    )
+    fields = serializers.DictField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="form: post every one, in this order, before the file.",
+    )
+    file_field = serializers.CharField(required=False, help_text="form: the file's field name.")
+
+
 class TicketOutputSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     key = serializers.CharField()
@@ -143,6 +164,12 @@ class TicketOutputSerializer(serializers.Serializer):
     expires_at = serializers.DateTimeField()
     headers = serializers.DictField(child=serializers.CharField())
     callback = serializers.DictField()
+    mode = serializers.CharField()
+    upload = UploadInstructionsSerializer(
+        required=False,
+        help_text="url and form tickets only: the request that uploads the file, signed by the "
+        "server. Its URL, headers and fields must be sent exactly as given.",
+    )
 
 
 class UsageOutputSerializer(serializers.Serializer):

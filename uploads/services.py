@@ -41,6 +41,7 @@ from uploads.selectors import usage_limits
 logger = logging.getLogger(__name__)
 
 Reason = CallbackRefusal.Reason
+Mode = UploadTicket.Mode
 CALLBACK_BODY_TYPE = "application/x-www-form-urlencoded"
 # Form-encoded, not JSON: OSS URL-encodes every substituted value in form bodies, so the body
 # parses the same whatever a value contains (JSON substitution differs between OSS and tools).
@@ -63,24 +64,42 @@ def _hmac_secret() -> str:
 
 
 def ticket_token(*, ticket: UploadTicket, owner_public_id: str) -> str:
-    """The x:ticket callback variable: the ticket id and a MAC binding it to owner and key."""
+    """The x:ticket callback variable: the ticket id and a MAC binding it to owner and key (and,
+    for url and form tickets, to the mode, which tells the callback it needs no HeadObject)."""
     return _token(
-        ticket_id=ticket.id, owner_public_id=owner_public_id, bucket=ticket.bucket, key=ticket.key
+        ticket_id=ticket.id,
+        owner_public_id=owner_public_id,
+        bucket=ticket.bucket,
+        key=ticket.key,
+        mode=ticket.mode,
     )
 
 
-def _token(*, ticket_id: uuid.UUID, owner_public_id: str, bucket: str, key: str) -> str:
+def _token(
+    *, ticket_id: uuid.UUID, owner_public_id: str, bucket: str, key: str, mode: str = Mode.STS
+) -> str:
     message = f"{ticket_id.hex}\n{owner_public_id}\n{bucket}\n{key}"
+    if mode != Mode.STS:
+        message += f"\n{mode}"
     mac = salted_hmac("uploads.ticket", message, secret=_hmac_secret(), algorithm="sha256")
-    return f"{ticket_id.hex}.{base64.urlsafe_b64encode(mac.digest()).rstrip(b'=').decode()}"
+    tag = base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
+    return f"{ticket_id.hex}.{tag}" if mode == Mode.STS else f"{ticket_id.hex}.{mode}.{tag}"
 
 
-def _token_ticket_id(token: str) -> uuid.UUID | None:
-    ticket_hex, _, mac = token.partition(".")
+def _token_claims(token: str) -> tuple[uuid.UUID, str] | None:
+    """The ticket id and mode a token names (unverified: only its MAC, checked against the
+    ticket row, says they are true)."""
+    parts = token.split(".")
+    if len(parts) == 2:
+        ticket_hex, mode, mac = parts[0], Mode.STS, parts[1]
+    elif len(parts) == 3 and parts[1] in (Mode.URL, Mode.FORM):
+        ticket_hex, mode, mac = parts
+    else:
+        return None
     if not mac:
         return None
     try:
-        return uuid.UUID(hex=ticket_hex)
+        return uuid.UUID(hex=ticket_hex), Mode(mode)
     except ValueError:
         return None
 
@@ -160,9 +179,14 @@ def ticket_issue(
     size: int,
     content_type: str,
     metadata: dict[str, str] | None = None,
+    mode: str = Mode.STS,
+    not_after: datetime | None = None,
     now: datetime | None = None,
 ) -> IssuedTicket:
-    """Check the limits, reserve quota and return the ticket with its callback headers."""
+    """Check the limits, reserve quota and return the ticket with its callback headers.
+
+    `not_after` shortens the ticket's life (url and form tickets: the signing credentials'
+    expiry, after which OSS refuses the upload anyway)."""
     if user.is_suspended:
         raise AccountSuspended()
     max_size = settings.UPLOAD_MAX_SIZE
@@ -181,6 +205,9 @@ def ticket_issue(
             },
         )
     now = now or timezone.now()
+    expires_at = now + timedelta(seconds=settings.UPLOAD_TICKET_TTL_SECONDS)
+    if not_after is not None:
+        expires_at = min(expires_at, not_after)
     ticket_id = uuid.uuid4()
     prefix = user_storage_prefix(user=user)
     with transaction.atomic():
@@ -209,7 +236,8 @@ def ticket_issue(
             content_type=content_type,
             metadata=metadata or {},
             reserved_bytes=size,
-            expires_at=now + timedelta(seconds=settings.UPLOAD_TICKET_TTL_SECONDS),
+            mode=mode,
+            expires_at=expires_at,
         )
     token = ticket_token(ticket=ticket, owner_public_id=user.public_id)
     callback = {
@@ -418,6 +446,14 @@ def _remove_refused(
         refusal.object_removed = True
 
 
+def _head_or_none(key: str) -> oss.ObjectInfo | None:
+    """HeadObject where not knowing is acceptable (the object is then left to reconciliation)."""
+    try:
+        return _head(key)
+    except oss.StorageUnavailable:
+        return None
+
+
 def _head(key: str) -> oss.ObjectInfo | None:
     # Outside any transaction: no row stays locked while OSS answers.
     if not settings.UPLOAD_CALLBACK_HEAD_CHECK:
@@ -464,7 +500,13 @@ def callback_handle(
         )
         return CallbackAnswer(False, _refusal_answer(refusal))
 
-    real = _head(facts.key)  # before any lock: no row stays locked while OSS answers
+    # A url or form ticket's callback comes through a template the app could not edit, so its
+    # size, type and ETag are OSS's own: no HeadObject (the row stays unverified until the sweep
+    # looks). The mode is only claimed here; the token's MAC covers it and the ticket row must
+    # say the same, or nothing is accepted.
+    claims = _token_claims(facts.token)
+    trusted = claims is not None and claims[1] != Mode.STS
+    real = None if trusted else _head(facts.key)  # before any lock: none held while OSS answers
     return callback_decide(facts=facts, real=real, bucket=bucket, now=now)
 
 
@@ -474,10 +516,11 @@ def callback_decide(
     """The one description of an upload's rules, for callbacks, confirmations and the sweep:
     record the object `facts` describe (`real`: OSS's HeadObject of it, if made) or refuse it.
     Idempotent: a replay, or a second path racing the first, gets the same answer and row."""
-    ticket_id = _token_ticket_id(facts.token)
+    claims = _token_claims(facts.token)
+    ticket_id, mode = claims if claims is not None else (None, Mode.STS)
     if ticket_id is not None:
         upload = _accept_at_once(
-            ticket_id=ticket_id, facts=facts, real=real, bucket=bucket, now=now
+            ticket_id=ticket_id, mode=mode, facts=facts, real=real, bucket=bucket, now=now
         )
         if upload is not None:
             return CallbackAnswer(True, upload_answer(upload))
@@ -498,6 +541,8 @@ def callback_decide(
             answer = refusal = None
     if answer is not None:
         if refusal is not None and refusal.reason != Reason.TICKET_USED:
+            if real is None and mode != Mode.STS:
+                real = _head_or_none(facts.key)  # a removal always looks at the object first
             _remove_refused(refusal, ticket=ticket, facts=facts, real=real)
             answer = CallbackAnswer(False, _refusal_answer(refusal))
         return answer
@@ -570,7 +615,7 @@ def _decide_locked(
         if previous is not None:
             return CallbackAnswer(False, _refusal_answer(previous)), None
         verdict = _Verdict(Reason.TICKET_USED, "This upload ticket was already refused.")
-    elif settings.UPLOAD_CALLBACK_HEAD_CHECK and real is None:
+    elif settings.UPLOAD_CALLBACK_HEAD_CHECK and real is None and ticket.mode == Mode.STS:
         verdict = _Verdict(Reason.OBJECT_MISSING, "OSS has no object under this key.")
     else:
         verdict = _check(ticket=ticket, facts=facts, real=real, now=now)
@@ -669,7 +714,7 @@ def _accept(*, ticket: UploadTicket, upload: Upload, now: datetime) -> bool:
 # Column lists match uploads/models.py.
 _ACCEPT_AT_ONCE_SQL = """
 WITH locked AS MATERIALIZED (
-    SELECT id, owner_id, bucket, key, status, expires_at, declared_size, content_type,
+    SELECT id, owner_id, bucket, key, mode, status, expires_at, declared_size, content_type,
         reserved_bytes
     FROM uploads_uploadticket
     WHERE id = %(ticket_id)s
@@ -677,7 +722,7 @@ WITH locked AS MATERIALIZED (
 ), t AS (
     SELECT t.id, t.reserved_bytes, t.owner_id
     FROM locked t JOIN accounts_user u ON u.id = t.owner_id
-    WHERE t.bucket = %(bucket)s AND t.key = %(key)s
+    WHERE t.bucket = %(bucket)s AND t.key = %(key)s AND t.mode = %(mode)s
       AND u.public_id = %(public_id)s AND NOT u.is_suspended
       AND t.status = %(issued)s AND t.expires_at > %(now)s AND t.declared_size >= %(size)s
       AND lower(btrim(split_part(t.content_type, ';', 1))) = %(content_type)s
@@ -717,6 +762,7 @@ RETURNING id, owner_id, filename, metadata
 def _accept_at_once(
     *,
     ticket_id: uuid.UUID,
+    mode: str,
     facts: CallbackFacts,
     real: oss.ObjectInfo | None,
     bucket: str,
@@ -727,7 +773,7 @@ def _accept_at_once(
     of `_check` and `_decide_locked` that need no row are made here, the others in the SQL."""
     if connection.vendor != "postgresql":
         return None
-    if settings.UPLOAD_CALLBACK_HEAD_CHECK and real is None:
+    if settings.UPLOAD_CALLBACK_HEAD_CHECK and real is None and mode == Mode.STS:
         return None
     size = real.size if real is not None else facts.size
     content_type = _base_type(real.content_type if real is not None else facts.mime_type)
@@ -736,7 +782,9 @@ def _accept_at_once(
     # The token's MAC binds the ticket to its owner's public id, bucket and key: checked here
     # against the id the key names, then the SQL requires the ticket row to say the same.
     public_id = _public_id_in(facts.key)
-    expected = _token(ticket_id=ticket_id, owner_public_id=public_id, bucket=bucket, key=facts.key)
+    expected = _token(
+        ticket_id=ticket_id, owner_public_id=public_id, bucket=bucket, key=facts.key, mode=mode
+    )
     if not public_id or not hmac.compare_digest(expected, facts.token):
         return None
     fields = _object_fields(facts=facts, real=real, now=now)
@@ -749,6 +797,7 @@ def _accept_at_once(
         bucket=bucket,
         key=facts.key,
         public_id=public_id,
+        mode=Mode(mode).value,
         now=now,
         issued=UploadTicket.Status.ISSUED.value,
         used=UploadTicket.Status.USED.value,

@@ -9,19 +9,18 @@ The `file` field comes last; its content is streamed to storage, never buffered 
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import json
 import re
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from emulator.oss.auth import invalid_v4, parse_iso_basic, v4_signing_key
+from emulator.oss.auth import MAX_SKEW_SECONDS, invalid_v4, parse_iso_basic, v4_signing_key
 from emulator.oss.checksums import content_md5_of, etag_of
 from emulator.oss.errors import OssError, access_denied, invalid_argument
 from emulator.oss.keys import check_key, guess_content_type
+from emulator.oss.postpolicy import Policy, check_policy, check_v4_policy_fields, decode_policy
 from emulator.oss.storage import ObjectRecord
 from emulator.oss.wire import BodyReader, Request, Response
 from emulator.oss.writes import authorize_write
@@ -34,6 +33,7 @@ _MAX_FIELD = 64 * 1024
 _MAX_PART_HEADERS = 16 * 1024
 _MAX_FIELDS = 200
 _READ = 1 << 16
+V4_POST_MAX_AGE_SECONDS = 7 * 24 * 3600
 # Form fields a policy never has to mention, as in OSS.
 _FORM_META_FIELDS = frozenset(
     {"policy", "signature", "ossaccesskeyid", "file", "x-oss-signature", "submit"}
@@ -44,10 +44,6 @@ def _malformed(
     message: str = "The body of your POST request is not well-formed multipart/form-data.",
 ) -> OssError:
     return OssError(400, "MalformedPOSTRequest", message)
-
-
-def _policy_failed(detail: str) -> OssError:
-    return access_denied(f"Invalid according to Policy: {detail}")
 
 
 class _Multipart:
@@ -149,73 +145,12 @@ def _boundary(content_type: str) -> bytes:
     return boundary
 
 
-def _check_policy(policy: dict, fields: dict[str, str], bucket: str, now: float) -> tuple[int, int]:
-    """Enforce the policy's conditions; returns the allowed content length range."""
-    expiration = policy.get("expiration")
-    if not isinstance(expiration, str):
-        raise invalid_argument("The policy must contain an expiration.")
-    try:
-        expires_at = datetime.strptime(expiration.replace("Z", ""), "%Y-%m-%dT%H:%M:%S.%f")
-    except ValueError:
-        try:
-            expires_at = datetime.strptime(expiration.replace("Z", ""), "%Y-%m-%dT%H:%M:%S")
-        except ValueError:
-            raise invalid_argument(f"Invalid policy expiration: {expiration!r}.") from None
-    if expires_at.replace(tzinfo=UTC).timestamp() < now:
-        raise _policy_failed("Policy expired.")
-    conditions = policy.get("conditions")
-    if not isinstance(conditions, list):
-        raise invalid_argument("The policy must contain a list of conditions.")
-    length_range = (0, 5 * 1024**3)
-    values = {name.lower(): value for name, value in fields.items()}
-    values["bucket"] = bucket
-
-    def field_value(name: str) -> str:
-        return values.get(name.lstrip("$").lower(), "")
-
-    for condition in conditions:
-        text = json.dumps(condition)
-        if isinstance(condition, dict):
-            for name, expected in condition.items():
-                if field_value(name) != str(expected):
-                    raise _policy_failed(f"Policy Condition failed: {text}")
-        elif isinstance(condition, list) and len(condition) == 3:
-            operator = str(condition[0]).lower()
-            if operator == "content-length-range":
-                try:
-                    length_range = (int(condition[1]), int(condition[2]))
-                except (TypeError, ValueError):
-                    raise invalid_argument(f"Invalid policy condition: {text}") from None
-            elif operator == "eq":
-                if field_value(str(condition[1])) != str(condition[2]):
-                    raise _policy_failed(f"Policy Condition failed: {text}")
-            elif operator == "starts-with":
-                if not field_value(str(condition[1])).startswith(str(condition[2])):
-                    raise _policy_failed(f"Policy Condition failed: {text}")
-            elif operator == "in":
-                if field_value(str(condition[1])) not in [str(v) for v in condition[2]]:
-                    raise _policy_failed(f"Policy Condition failed: {text}")
-            elif operator == "not-in":
-                if field_value(str(condition[1])) in [str(v) for v in condition[2]]:
-                    raise _policy_failed(f"Policy Condition failed: {text}")
-            else:
-                raise invalid_argument(f"Unknown policy condition: {text}")
-        else:
-            raise invalid_argument(f"Invalid policy condition: {text}")
-    return length_range
-
-
-def _authenticate(service: OssService, fields: dict[str, str], now: float) -> tuple[Any, dict]:
+def _authenticate(service: OssService, fields: dict[str, str], now: float) -> tuple[Any, Policy]:
     lowered = {name.lower(): value for name, value in fields.items()}
     policy_b64 = lowered.get("policy", "")
     if not policy_b64:
         raise access_denied("You have no right to access this resource: anonymous PostObject.")
-    try:
-        policy = json.loads(base64.b64decode(policy_b64, validate=True))
-    except (binascii.Error, ValueError):
-        raise invalid_argument("The policy is not base64-encoded JSON.") from None
-    if not isinstance(policy, dict):
-        raise invalid_argument("The policy is not a JSON object.")
+    policy = decode_policy(policy_b64)
     token = lowered.get("x-oss-security-token") or None
     if lowered.get("x-oss-signature-version") == "OSS4-HMAC-SHA256":
         credential = lowered.get("x-oss-credential", "")
@@ -223,10 +158,29 @@ def _authenticate(service: OssService, fields: dict[str, str], now: float) -> tu
         signature = lowered.get("x-oss-signature", "")
         access_key_id, _, scope = credential.partition("/")
         parts = scope.split("/")
-        if parse_iso_basic(date_time) is None or len(parts) != 4 or not signature:
+        signed_at = parse_iso_basic(date_time)
+        if signed_at is None or len(parts) != 4 or not signature:
             raise invalid_v4("A V4 PostObject needs x-oss-credential, x-oss-date, x-oss-signature.")
-        if parts[1] != service.config.region or parts[0] != date_time[:8]:
+        if (
+            parts[0] != date_time[:8]
+            or parts[1] != service.config.region
+            or parts[2:]
+            != [
+                "oss",
+                "aliyun_v4_request",
+            ]
+        ):
             raise invalid_v4(f"Invalid credential scope {scope!r}.")
+        # OSS accepts an x-oss-date up to 15 minutes ahead (clock skew) and 7 days old.
+        if signed_at - now > MAX_SKEW_SECONDS:
+            raise OssError(
+                403,
+                "RequestTimeTooSkewed",
+                "The difference between the request time and the current time is too large.",
+            )
+        if now - signed_at > V4_POST_MAX_AGE_SECONDS:
+            raise access_denied("Request has expired: x-oss-date is more than 7 days old.")
+        check_v4_policy_fields(policy, fields)
         principal = service.principal(access_key_id, token)
         key = v4_signing_key(principal.access_key_secret, parts[0], parts[1], parts[2])
         expected = hmac.new(key, policy_b64.encode(), hashlib.sha256).hexdigest()
@@ -292,7 +246,8 @@ def post_object(service: OssService, request: Request, target: Target) -> Respon
     key = key.replace("${filename}", filename)
     fields = {**fields, "key": key}
     principal, policy = _authenticate(service, fields, now)
-    low, high = _check_policy(policy, fields, bucket, now)
+    check_policy(policy, fields, bucket=bucket, now=now)
+    low, high = policy.length_range
     check_key(key)
     forbid = authorize_write(service, principal, request, bucket=bucket, key=key, fields=lowered)
     callback_vars = {name: value for name, value in fields.items() if name.startswith("x:")}

@@ -38,16 +38,24 @@ def v1_fields(creds: StsCredentials, policy: str) -> dict[str, str]:
     }
 
 
-def v4_fields(creds: StsCredentials, policy: str) -> dict[str, str]:
+def v4_fields(creds: StsCredentials, policy: str, *, fix_in_policy: bool = True) -> dict[str, str]:
+    """The V4 form fields; the policy fixes the signer's fields, as OSS requires of V4."""
     now = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    signer = {
+        "x-oss-signature-version": "OSS4-HMAC-SHA256",
+        "x-oss-credential": f"{creds.access_key_id}/{now[:8]}/{REGION}/oss/aliyun_v4_request",
+        "x-oss-date": now,
+    }
+    if fix_in_policy:
+        document = json.loads(base64.b64decode(policy))
+        document["conditions"] += [{name: value} for name, value in signer.items()]
+        policy = base64.b64encode(json.dumps(document).encode()).decode()
     key = ("aliyun_v4" + creds.access_key_secret).encode()
     for part in (now[:8], REGION, "oss", "aliyun_v4_request"):
         key = hmac.new(key, part.encode(), hashlib.sha256).digest()
     return {
         "policy": policy,
-        "x-oss-signature-version": "OSS4-HMAC-SHA256",
-        "x-oss-credential": f"{creds.access_key_id}/{now[:8]}/{REGION}/oss/aliyun_v4_request",
-        "x-oss-date": now,
+        **signer,
         "x-oss-signature": hmac.new(key, policy.encode(), hashlib.sha256).hexdigest(),
         "x-oss-security-token": creds.security_token,
     }

@@ -82,6 +82,7 @@ def test_a_callback_reaches_its_ticket_by_primary_key(user, settings):
         "bucket": ticket.bucket,
         "key": ticket.key,
         "public_id": user.public_id,
+        "mode": "sts",
         "now": timezone.now(),
         "issued": "issued",
         "used": "used",

@@ -159,6 +159,43 @@ def _browser_uploads(page_url: str, password: str, files: list[Path], chromium: 
     return rows
 
 
+SIGNED_DATA = b"uploaded without credentials"
+
+
+def _signed_upload(base_url: str, password: str, mode: str) -> dict:
+    """A url or form ticket used as an app without credentials would: plain HTTP."""
+    tokens = requests.post(
+        f"{base_url}/api/auth/login/",
+        json={"username": "demo", "password": password},
+        timeout=10,
+    ).json()
+    ticket = requests.post(
+        f"{base_url}/api/uploads/tickets/",
+        json={
+            "filename": f"{mode}.txt",
+            "size": len(SIGNED_DATA),
+            "content_type": "text/plain",
+            "mode": mode,
+        },
+        headers={"Authorization": f"Bearer {tokens['access']}"},
+        timeout=10,
+    ).json()
+    upload = ticket["upload"]
+    if mode == "url":
+        response = requests.put(
+            upload["url"], data=SIGNED_DATA, headers=upload["headers"], timeout=10
+        )
+    else:
+        response = requests.post(
+            upload["url"],
+            data=upload["fields"],
+            files={upload["file_field"]: ("f.txt", SIGNED_DATA, "text/plain")},
+            timeout=10,
+        )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
 def test_make_run_serves_the_demo_stops_cleanly_and_reuses_its_state(tmp_path, chromium_path):
     app_port, emulator_port = free_port(), free_port()
     base_url = f"http://127.0.0.1:{app_port}"
@@ -206,6 +243,12 @@ def test_make_run_serves_the_demo_stops_cleanly_and_reuses_its_state(tmp_path, c
         # The first run's uploads are still there: same database, same objects.
         again = run_demo(base_url=base_url, username="demo", password=password, say=lambda _: None)
         assert again.upload_id == result.upload_id + len(pictures) + 1
+        # Tickets the server signs (SQLite, the embedded emulator): a plain PUT and a form.
+        for mode, upload_id in (("url", again.upload_id + 1), ("form", again.upload_id + 2)):
+            answer = _signed_upload(base_url, password, mode)
+            assert answer["ok"] is True, answer
+            assert answer["upload"]["id"] == upload_id
+            assert answer["upload"]["size"] == len(SIGNED_DATA)
     finally:
         # Killed outright, the supervisor cannot clean up: its children go by themselves.
         second.kill()

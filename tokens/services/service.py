@@ -136,9 +136,12 @@ def _policy_checked(*, user: User, scope: str) -> RenderedPolicy:
 
 
 def credentials_issue(
-    *, user: User, scope: str, client_ip: str | None, user_agent: str
+    *, user: User, scope: str, client_ip: str | None, user_agent: str, metered: bool = True
 ) -> IssuedCredentials:
     """Credentials confined by `scope`'s session policy for `user`; reused while fresh enough.
+
+    `metered=False` skips the user's "credentials" rate: for the server's own use of the
+    credentials (signing upload URLs and forms), which its caller rate-limits itself.
 
     Raises AccountSuspended, InvalidInput (unknown scope), PermissionDenied (a bucket-wide scope
     for a non-staff user), Throttled (the user's "credentials" rate) or ServiceUnavailable (STS
@@ -147,7 +150,7 @@ def credentials_issue(
     policy = _policy_checked(user=user, scope=scope)
     key = entry_key(user.pk, scope)
     epoch = user.credentials_epoch
-    rate, copies = credentials_rate(), worker_copies_enabled()
+    rate, copies = (credentials_rate() if metered else None), worker_copies_enabled()
     try:
         if copies:
             entry = worker_copies.serve(

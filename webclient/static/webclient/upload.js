@@ -3,7 +3,9 @@
 //                        (or POST /api/auth/guest/ when the server enables guests)
 //   2. credentials       GET  /api/sts/credentials/       -> STS key, bucket, endpoint, RefreshAfter
 //   3. ticket per file   POST /api/uploads/tickets/       -> the key and the callback parameters
-//   4. upload            ali-oss multipartUpload straight to OSS, with the ticket's callback
+//   4. upload            ali-oss multipartUpload straight to OSS, with the ticket's callback;
+//                        or, with "PostObject form" chosen, the ticket's signed form posted as
+//                        is (mode "form": no credentials at all, as a mini program does)
 //   5. OSS calls the server back; the server records the upload and OSS relays its JSON answer
 //   6. list              GET  /api/uploads/ (each image's variants.thumbnail is a signed URL)
 'use strict';
@@ -234,8 +236,41 @@
     }
   }
 
+  // A form ticket's upload: its fields as given, then the file, posted straight to the bucket.
+  // XMLHttpRequest rather than fetch, for the upload progress. Resolves with the server's
+  // answer OSS relays (HTTP 200); rejects with OSS's own error (XML) otherwise.
+  function postForm(upload, file, onProgress) {
+    const form = new FormData();
+    for (const [name, value] of Object.entries(upload.fields)) form.append(name, value);
+    form.append(upload.file_field || 'file', file);
+    return new Promise((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open('POST', upload.url);
+      xhr.upload.onprogress = event => {
+        if (event.lengthComputable) onProgress(event.loaded / event.total);
+      };
+      xhr.onerror = () => reject(new ApiError(0, 'network', 'the upload did not reach OSS'));
+      xhr.onload = () => {
+        if (xhr.status === 200) {
+          try {
+            resolve(JSON.parse(xhr.responseText));
+          } catch (_) {
+            reject(new ApiError(200, 'bad_answer', 'OSS relayed an answer that is not JSON'));
+          }
+          return;
+        }
+        const xml = new DOMParser().parseFromString(xhr.responseText || '<x/>', 'application/xml');
+        const text = tag => (xml.getElementsByTagName(tag)[0] || {}).textContent || '';
+        const err = new ApiError(xhr.status, text('Code') || 'http_' + xhr.status, text('Message'));
+        reject(err);
+      };
+      xhr.send(form);
+    });
+  }
+
   async function uploadFile(file) {
     const row = progressRow(file);
+    const mode = $('upload-mode').value;
     try {
       if (config.maxSize && file.size > config.maxSize) {
         throw new ApiError(400, 'too_large', `larger than the ${config.maxSize} bytes allowed`);
@@ -248,27 +283,16 @@
           size: file.size,
           content_type: file.type || 'application/octet-stream',
           metadata: { source: 'upload-page' },
+          mode,
         },
       });
-      const client = await getOssClient();
-      if (ticket.bucket && ticket.bucket !== credentialsBucket) client.useBucket(ticket.bucket);
       row.set(0);
       let answer;
       try {
-        const result = await client.multipartUpload(ticket.key, file, {
-          mime: file.type || 'application/octet-stream',
-          partSize: 1024 * 1024,
-          parallel: 3,
-          // ali-oss sends these on the initiation, every part and the completion (or on the one
-          // PutObject of a small file): OSS then refuses to replace an existing object, and the
-          // session policy refuses any upload request without it.
-          headers: noOverwriteHeaders(ticket),
-          callback: callbackOption(ticket),
-          progress: fraction => row.set(Math.round(fraction * 100)),
-        });
-        // result.data is the server's callback answer, relayed by OSS. A refusal also arrives
-        // with HTTP 200 (OSS relays only 200 answers).
-        answer = result.data || {};
+        // A form ticket needs no credentials at all, as a mini program's upload.
+        answer = mode === 'form'
+          ? await postForm(ticket.upload, file, f => row.set(Math.round(f * 100)))
+          : await uploadWithCredentials(ticket, file, row);
       } catch (err) {
         row.set(100, 'checking with the server');
         answer = await confirmUpload(ticket, err);
@@ -284,6 +308,26 @@
       row.fail(describeOssError(err), err.code);
       console.error('upload failed', err);
     }
+  }
+
+  // ali-oss with the user's STS credentials: multipart, the ticket's callback on the completion.
+  async function uploadWithCredentials(ticket, file, row) {
+    const client = await getOssClient();
+    if (ticket.bucket && ticket.bucket !== credentialsBucket) client.useBucket(ticket.bucket);
+    const result = await client.multipartUpload(ticket.key, file, {
+      mime: file.type || 'application/octet-stream',
+      partSize: 1024 * 1024,
+      parallel: 3,
+      // ali-oss sends these on the initiation, every part and the completion (or on the one
+      // PutObject of a small file): OSS then refuses to replace an existing object, and the
+      // session policy refuses any upload request without it.
+      headers: noOverwriteHeaders(ticket),
+      callback: callbackOption(ticket),
+      progress: fraction => row.set(Math.round(fraction * 100)),
+    });
+    // result.data is the server's callback answer, relayed by OSS. A refusal also arrives with
+    // HTTP 200 (OSS relays only 200 answers).
+    return result.data || {};
   }
 
   // ---- The list of uploads -------------------------------------------------------------------
