@@ -13,9 +13,11 @@ import base64
 import json
 from urllib.parse import quote
 
+import oss2
 import pytest
 
-from uploads.models import CallbackRefusal, Upload, UploadTicket
+from uploads.models import CallbackRefusal, StorageUsage, Upload, UploadTicket
+from uploads.sweep import uploads_sweep
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -60,6 +62,29 @@ def test_a_lie_about_the_own_ticket_is_confined_to_its_key(live, user):
     # ... about the ticket's own key only, whose real object a HeadObject shows at once.
     real = live.root_bucket().head_object(ticket["key"])
     assert (real.content_length, real.content_type) == (len(html), "text/html")
+
+
+def test_the_sweep_undoes_a_lie_within_its_next_run(live, user, settings):
+    ticket = url_ticket(live, user)
+    token = ticket["callback"]["callbackVar"]["x:ticket"]
+    html = b"<script>alert(1)</script>" * 120
+    headers = forged_callback(live, key=ticket["key"], token=token, size=10, mime="image/png")
+    live.bucket(user).put_object(
+        ticket["key"], html, headers={**headers, "Content-Type": "text/html"}
+    )
+    assert Upload.objects.get().verified_at is None  # vouched for by the callback body alone
+    settings.SWEEP_GRACE_SECONDS = 0
+
+    assert uploads_sweep().refused == 1
+
+    row = Upload.objects.get()
+    assert row.status == Upload.Status.DELETED
+    refusal = CallbackRefusal.objects.get(key=ticket["key"])
+    assert (refusal.reason, refusal.object_removed) == ("size_mismatch", True)
+    with pytest.raises(oss2.exceptions.NotFound):
+        live.root_bucket().head_object(ticket["key"])
+    usage = StorageUsage.objects.get(user=user)
+    assert (usage.bytes_used, usage.objects_used) == (0, 0)
 
 
 def test_a_ticket_token_cannot_name_another_key(live, user, other_user):
