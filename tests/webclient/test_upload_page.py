@@ -245,7 +245,8 @@ def test_parallel_uploads_with_an_expired_access_token_share_one_refresh(
         page.evaluate("sessionStorage.setItem('access', 'expired')")
         page.set_input_files("#file-input", files)
         page.wait_for_function(
-            "document.querySelectorAll('#progress-list li.done, #progress-list li.failed')"
+            # A function, not an expression: the page's CSP forbids the eval() of one.
+            "() => document.querySelectorAll('#progress-list li.done, #progress-list li.failed')"
             ".length === 3",
             timeout=30_000,
         )
