@@ -26,8 +26,8 @@ class ReportFiltersSerializer(serializers.Serializer):
         fields = {
             "from": serializers.DateField(required=False, help_text="First day (UTC), inclusive."),
             "to": serializers.DateField(required=False, help_text="Last day (UTC), inclusive."),
-            "user": serializers.CharField(
-                required=False, max_length=150, help_text="Username or public id."
+            "user": serializers.RegexField(
+                r"^[^\x00]+$", required=False, max_length=150, help_text="Username or public id."
             ),
             "content_type": serializers.RegexField(
                 _CONTENT_TYPE,
