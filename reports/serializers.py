@@ -27,7 +27,10 @@ class ReportFiltersSerializer(serializers.Serializer):
             "from": serializers.DateField(required=False, help_text="First day (UTC), inclusive."),
             "to": serializers.DateField(required=False, help_text="Last day (UTC), inclusive."),
             "user": serializers.RegexField(
-                r"^[^\x00]+$", required=False, max_length=150, help_text="Username or public id."
+                r"^[^\x00]*[^\s\x00][^\x00]*$",  # not blank, no NUL (refused by the field)
+                required=False,
+                max_length=150,
+                help_text="Username or public id.",
             ),
             "content_type": serializers.RegexField(
                 _CONTENT_TYPE,
