@@ -33,7 +33,12 @@ class TicketInputSerializer(serializers.Serializer):
         ],
     )
     metadata = serializers.DictField(
-        child=serializers.CharField(max_length=METADATA_MAX_VALUE, allow_blank=True),
+        # The pattern states in the schema what the field refuses anyway: NUL characters.
+        child=serializers.CharField(
+            max_length=METADATA_MAX_VALUE,
+            allow_blank=True,
+            validators=[RegexValidator(r"^[^\x00]*$", message="Null characters are not allowed.")],
+        ),
         required=False,
         default=dict,
     )
