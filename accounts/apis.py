@@ -53,6 +53,11 @@ class LoginApi(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
     throttle_classes = [LoginIPThrottle]
+    error_responses = {
+        401: "invalid_credentials: wrong username or password.",
+        403: "account_suspended.",
+        429: "throttled, or locked out after repeated failures for this username and address.",
+    }
 
     @extend_schema(request=s.LoginInputSerializer, responses=s.TokenPairSerializer)
     def post(self, request: Request) -> Response:
@@ -76,6 +81,7 @@ class RefreshApi(APIView):
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
+    error_responses = {401: "token_not_valid: expired, used up, revoked or of no active user."}
 
     @extend_schema(request=s.RefreshInputSerializer, responses=s.TokenPairSerializer)
     def post(self, request: Request) -> Response:
@@ -91,6 +97,7 @@ class LogoutApi(APIView):
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
+    error_responses = {401: "token_not_valid: expired, used up, revoked or of no active user."}
 
     @extend_schema(request=s.RefreshInputSerializer, responses={204: None})
     def post(self, request: Request) -> Response:
@@ -112,6 +119,10 @@ class RegisterApi(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
     throttle_classes = [RegisterThrottle]
+    error_responses = {
+        404: "registration_disabled: self-registration is off on this server.",
+        409: "username_taken (also by a look-alike of an existing username).",
+    }
 
     @extend_schema(request=s.RegisterInputSerializer, responses={201: s.RegisterOutputSerializer})
     def post(self, request: Request) -> Response:
@@ -144,7 +155,7 @@ class SessionListApi(APIView):
         )
 
     @extend_schema(
-        operation_id="auth_sessions_revoke_others", responses=s.SessionsRevokedSerializer
+        operation_id="auth_sessions_revoke_others", responses={200: s.SessionsRevokedSerializer}
     )
     def delete(self, request: Request) -> Response:
         ended = session_revoke_others(user=request.user, keep=_current_session(request))

@@ -86,6 +86,7 @@ class GuestApi(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
     throttle_classes = [GuestThrottle]
+    error_responses = {404: "guests_disabled: guest accounts are off on this server."}
 
     @extend_schema(request=None, responses={201: s.RegisterOutputSerializer})
     def post(self, request: Request) -> Response:
@@ -103,6 +104,7 @@ class GuestUpgradeApi(APIView):
     """A guest keeps its account, prefix and uploads, and gains a username and password."""
 
     permission_classes = [IsActiveAccount]
+    error_responses = {409: "not_a_guest, or username_taken."}
 
     @extend_schema(request=s.RegisterInputSerializer, responses=s.UserOutputSerializer)
     def post(self, request: Request) -> Response:

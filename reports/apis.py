@@ -8,9 +8,18 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from appserver.schema import AutoSchema
 from reports.formatting import rows_as_dicts
 from reports.selectors import REPORTS
 from reports.serializers import PARAMS, ReportFiltersSerializer, report_filters_parse
+
+
+class _ReportSchema(AutoSchema):
+    """Documents only the filters the route's report applies: the others are refused (400)."""
+
+    def get_override_parameters(self):
+        spec = REPORTS[self.view.report_name]
+        return [ReportFiltersSerializer(context={"accepts": spec.accepts})]
 
 
 class ReportApi(APIView):
@@ -18,9 +27,9 @@ class ReportApi(APIView):
 
     permission_classes = [IsAdminUser]
     report_name: str = ""
+    schema = _ReportSchema()
 
     @extend_schema(
-        parameters=[ReportFiltersSerializer],
         responses={200: dict},
         description="Staff only. Filters that do not apply to the report are refused (400).",
     )

@@ -23,11 +23,14 @@ PARAMS = {
 class ReportFiltersSerializer(serializers.Serializer):
     def get_fields(self) -> dict[str, serializers.Field]:
         # "from" is a Python keyword, so the fields are declared here rather than as attributes.
-        return {
+        fields = {
             "from": serializers.DateField(required=False, help_text="First day (UTC), inclusive."),
             "to": serializers.DateField(required=False, help_text="Last day (UTC), inclusive."),
-            "user": serializers.CharField(
-                required=False, max_length=150, help_text="Username or public id."
+            "user": serializers.RegexField(
+                r"^[^\x00]*[^\s\x00][^\x00]*$",  # not blank, no NUL (refused by the field)
+                required=False,
+                max_length=150,
+                help_text="Username or public id.",
             ),
             "content_type": serializers.RegexField(
                 _CONTENT_TYPE,
@@ -37,6 +40,11 @@ class ReportFiltersSerializer(serializers.Serializer):
             ),
             "limit": serializers.IntegerField(required=False, min_value=1, max_value=MAX_LIMIT),
         }
+        # With a report's `accepts` in the context (its schema), only the filters it applies.
+        accepts = self.context.get("accepts")
+        if accepts is not None:
+            fields = {name: field for name, field in fields.items() if PARAMS[name] in accepts}
+        return fields
 
     def validate_user(self, value: str):
         user = user_for_report(ref=value)
@@ -53,7 +61,8 @@ class ReportFiltersSerializer(serializers.Serializer):
 
 def report_filters_parse(*, spec: ReportSpec, data: dict[str, Any]) -> ReportFilters:
     """Validated filters for `spec`; a filter the report does not use is refused, not ignored."""
-    given = {k: v for k, v in data.items() if v not in (None, "")}
+    # An empty value ("?user=") is refused by the field like any invalid one, not read as absent.
+    given = {k: v for k, v in data.items() if v is not None}
     unknown = sorted(k for k in given if k not in PARAMS)
     inapplicable = sorted(k for k in given if k in PARAMS and PARAMS[k] not in spec.accepts)
     if unknown or inapplicable:

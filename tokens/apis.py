@@ -58,7 +58,8 @@ class CredentialsApi(APIView):
     def _respond(self, request: Request) -> Response:
         issued = credentials_issue(
             user=request.user,
-            scope=request.query_params.get("scope") or DEFAULT_SCOPE,
+            # "?scope=" is an invalid scope (400), not the default.
+            scope=request.query_params.get("scope", DEFAULT_SCOPE),
             client_ip=BaseThrottle().get_ident(request),
             # META, not request.headers: that builds a dict of every header on each request.
             user_agent=request.META.get("HTTP_USER_AGENT", ""),

@@ -122,7 +122,9 @@ class UploadListApi(APIView):
         responses=UploadPageOutputSerializer,
     )
     def get(self, request: Request) -> Response:
-        filters = UploadListFilterSerializer(data=request.query_params)
+        # A plain dict, not the QueryDict: DRF reads "?created_before=" from a QueryDict as
+        # absent, and an empty filter is refused (400) like any invalid one.
+        filters = UploadListFilterSerializer(data=request.query_params.dict())
         filters.is_valid(raise_exception=True)
         uploads = selectors.upload_list(user=request.user, **filters.validated_data)
         paginator = UploadPagination()

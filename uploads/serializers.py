@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import re
 
+from django.core.validators import RegexValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -20,9 +21,24 @@ METADATA_MAX_VALUE = 256
 class TicketInputSerializer(serializers.Serializer):
     filename = serializers.CharField(max_length=255)
     size = serializers.IntegerField(min_value=0)
-    content_type = serializers.CharField(max_length=255)
+    # The pattern documents the media type in the schema; parameters after ";" are dropped.
+    content_type = serializers.CharField(
+        max_length=255,
+        validators=[
+            RegexValidator(
+                r"^\s*[a-zA-Z0-9][a-zA-Z0-9!#$&^_.+-]{0,126}/[a-zA-Z0-9][a-zA-Z0-9!#$&^_.+-]{0,126}"
+                r"\s*(;.*)?$",
+                message="A media type like image/png.",
+            )
+        ],
+    )
     metadata = serializers.DictField(
-        child=serializers.CharField(max_length=METADATA_MAX_VALUE, allow_blank=True),
+        # The pattern states in the schema what the field refuses anyway: NUL characters.
+        child=serializers.CharField(
+            max_length=METADATA_MAX_VALUE,
+            allow_blank=True,
+            validators=[RegexValidator(r"^[^\x00]*$", message="Null characters are not allowed.")],
+        ),
         required=False,
         default=dict,
     )
