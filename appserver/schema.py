@@ -56,3 +56,26 @@ class AutoSchema(SpectacularAutoSchema):
             "seconds."
         )
         return dict(sorted(statuses.items()))
+
+
+# DRF's CharField refuses NUL characters in every request body; the schema says so wherever a
+# string states nothing stricter, so generated clients and schemathesis know it.
+NO_NUL = r"^[^\x00]*$"
+
+
+def postprocess_request_strings(result: dict, generator, request, public) -> dict:
+    """drf-spectacular hook: a no-NUL pattern on every free-form string of a request body."""
+    for name, component in result.get("components", {}).get("schemas", {}).items():
+        if name.endswith("Request"):
+            for field in component.get("properties", {}).values():
+                _no_nul(field)
+    return result
+
+
+def _no_nul(field: dict) -> None:
+    if field.get("type") == "string" and not field.keys() & {"pattern", "format", "enum"}:
+        field["pattern"] = NO_NUL
+    elif field.get("type") == "array":
+        _no_nul(field.get("items", {}))
+    elif isinstance(field.get("additionalProperties"), dict):
+        _no_nul(field["additionalProperties"])

@@ -39,6 +39,9 @@ def staff_token(transactional_db, staff_user, alibaba) -> str:
 @schema.parametrize()
 @settings(
     max_examples=EXAMPLES_PER_OPERATION,
+    # The same cases on every run: a CI result that depends on a random draw is no verdict.
+    # To explore further, drop this locally and raise EXAMPLES_PER_OPERATION.
+    derandomize=True,
     deadline=None,
     suppress_health_check=list(HealthCheck),
 )
@@ -57,16 +60,26 @@ def test_every_operation_answers_as_documented(case, live_server, staff_token):
 # The documented 400s for schema-valid input that breaks a rule OpenAPI cannot state: the
 # upload policy (allowed types, size limit, both settings), an identity provider that is not
 # configured (a setting), a report's `user` filter naming no existing user, a date range that
-# ends before it starts, and metadata key names (drf-spectacular cannot emit propertyNames).
-# Anything else schema-valid that is refused fails the test.
+# ends before it starts, metadata key names (drf-spectacular cannot emit propertyNames) and a
+# file name left with nothing visible once whitespace, control and bidi characters are removed
+# (DRF trims whitespace before its blank check, which no schema keyword says). Anything
+# else schema-valid that is refused fails the test, also beside one of these.
 _RULE_CODES = {"content_type_not_allowed", "file_too_large", "unknown_provider"}
-_RULE_FIELDS = (
-    {"user": ["No user has this username or public id."]},
-    {"to": ["Must not be before 'from'."]},
-    {"metadata": ["Keys: 1-64 letters, digits, '_', '.' or '-'."]},
-)
+_RULE_FIELDS = {
+    "user": [["No user has this username or public id."]],
+    "to": [["Must not be before 'from'."]],
+    "metadata": [["Keys: 1-64 letters, digits, '_', '.' or '-'."]],
+    "filename": [
+        ["A file name with at least one visible character."],
+        ["This field may not be blank."],
+    ],
+}
 
 
 def _breaks_a_rule_no_schema_states(body: dict) -> bool:
     error = body.get("error", {})
-    return error.get("code") in _RULE_CODES or error.get("fields") in _RULE_FIELDS
+    if error.get("code") in _RULE_CODES:
+        return True
+    fields = error.get("fields") or {}
+    known = _RULE_FIELDS
+    return bool(fields) and all(errors in known.get(name, []) for name, errors in fields.items())
