@@ -6,15 +6,14 @@ import secrets
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.contrib.auth.password_validation import validate_password
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from accounts.models import ExternalIdentity, User, username_check_available
+from accounts.models import ExternalIdentity, User
 from accounts.oidc import VerifiedIdentity
+from accounts.services import password_set_checked, username_claim_check
 from accounts.signals import guest_created, guest_upgraded
-from appserver.errors import AccountSuspended, Conflict, InvalidInput, NotAuthenticated, NotFound
+from appserver.errors import AccountSuspended, Conflict, NotAuthenticated, NotFound
 
 
 def _new_username(kind: str) -> str:
@@ -127,20 +126,9 @@ def guest_set_password(*, user: User, username: str, password: str, email: str =
     """Upgrade a guest in place: it keeps its public id, so its prefix and uploads stay."""
     if not user.is_guest:
         raise Conflict("Only a guest account can be upgraded this way.", code="not_a_guest")
-    try:
-        username_check_available(username=username, exclude_pk=user.pk)
-    except DjangoValidationError as exc:
-        raise Conflict(
-            "That username is taken, or looks too much like one that is.", code="username_taken"
-        ) from exc
+    username_claim_check(username=username, exclude_pk=user.pk)
     user.username, user.email = username, email
-    try:
-        validate_password(password, user=user)
-    except DjangoValidationError as exc:
-        raise InvalidInput(
-            "The password is too weak.", code="weak_password", fields={"password": exc.messages}
-        ) from exc
-    user.set_password(password)
+    password_set_checked(user=user, password=password)
     try:
         with transaction.atomic():
             user.save(update_fields=["username", "email", "password"])

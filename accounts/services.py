@@ -21,18 +21,9 @@ _TAKEN = "That username is taken, or looks too much like one that is."
 def user_register(*, username: str, password: str, email: str = "") -> User:
     """Create an account. The username arrives NFKC-normalised (the serializer); one that
     equals an existing one ignoring case, or looks like it (accounts/usernames.py), is 409."""
-    try:
-        username_check_available(username=username)
-    except DjangoValidationError as exc:
-        raise Conflict(_TAKEN, code="username_taken") from exc
+    username_claim_check(username=username)
     user = User(username=username, email=email)
-    try:
-        validate_password(password, user=user)
-    except DjangoValidationError as exc:
-        raise InvalidInput(
-            "The password is too weak.", code="weak_password", fields={"password": exc.messages}
-        ) from exc
-    user.set_password(password)
+    password_set_checked(user=user, password=password)
     try:
         with transaction.atomic():
             user.save()
@@ -40,6 +31,26 @@ def user_register(*, username: str, password: str, email: str = "") -> User:
         # A concurrent registration of the same or a look-alike name won the unique index.
         raise Conflict(_TAKEN, code="username_taken") from exc
     return user
+
+
+def username_claim_check(*, username: str, exclude_pk: int | None = None) -> None:
+    """409 `username_taken` when `username` equals an existing one ignoring case, or looks like
+    it (accounts/usernames.py); the unique indexes still decide a race."""
+    try:
+        username_check_available(username=username, exclude_pk=exclude_pk)
+    except DjangoValidationError as exc:
+        raise Conflict(_TAKEN, code="username_taken") from exc
+
+
+def password_set_checked(*, user: User, password: str) -> None:
+    """Set the password (not saved) if the validators accept it, else 400 `weak_password`."""
+    try:
+        validate_password(password, user=user)
+    except DjangoValidationError as exc:
+        raise InvalidInput(
+            "The password is too weak.", code="weak_password", fields={"password": exc.messages}
+        ) from exc
+    user.set_password(password)
 
 
 def user_suspend(*, user: User, reason: str = "") -> User:
