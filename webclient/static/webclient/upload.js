@@ -66,16 +66,21 @@
   }
 
   async function api(path, { method = 'GET', body, retry = true } = {}) {
-    const headers = { Authorization: 'Bearer ' + store.getItem('access') };
+    const sent = store.getItem('access');
+    const headers = { Authorization: 'Bearer ' + sent };
     if (body !== undefined) headers['Content-Type'] = 'application/json';
     const response = await fetch(path, {
       method,
       headers,
       body: body === undefined ? undefined : JSON.stringify(body),
     });
-    // The access token lives 15 minutes; rotate once with the refresh token, then give up.
-    if (response.status === 401 && retry && (await refreshTokens())) {
-      return api(path, { method, body, retry: false });
+    // The access token lives 15 minutes; rotate once with the refresh token, then give up. A
+    // request sent before a parallel one's refresh finished retries with the new token: a
+    // second refresh would spend the rotated token for nothing.
+    if (response.status === 401 && retry) {
+      if (store.getItem('access') !== sent || (await refreshTokens())) {
+        return api(path, { method, body, retry: false });
+      }
     }
     if (response.status === 401) {
       showLoggedOut('Your session has ended. Log in again.');
