@@ -24,7 +24,7 @@ at the end. Compared both ways:
 - row deleted whose object remains               -> deleted_still_stored: the object is deleted
   (its owner asked for that and no longer pays for it).
 - active row whose object differs in size or ETag -> changed_object: checked with a HEAD and
-  repaired by uploads.repairs.upload_verify (the row follows the object, or the upload is
+  repaired by uploads.services.repairs.upload_verify (the row follows the object, or the upload is
   refused and removed, as its callback would have been).
 - ticket still "issued" past expiry + grace      -> expired_ticket: expired, reservation freed.
 
@@ -56,9 +56,9 @@ from accounts.models import User
 from accounts.selectors import user_storage_prefix
 from appserver.errors import AppError, InvalidInput
 from reports.models import ReconciliationFinding, ReconciliationRun
-from uploads import oss, repairs
+from uploads import oss
 from uploads.models import StorageUsage, Upload, UploadTicket
-from uploads.services import ticket_expire, upload_adopt, upload_set_missing
+from uploads.services import repairs, ticket_expire, upload_adopt, upload_set_missing
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ at what can have changed since the last sweep that finished (SweepMark), which i
 
 For each such user it lists the prefix (ListObjects) and compares it with their rows:
 - a row whose object differs in size or ETag, or was never verified -> HeadObject and
-  uploads.repairs.upload_verify (the row follows the object, or the upload is refused and
+  uploads.services.repairs.upload_verify (the row follows the object, or the upload is refused and
   removed, as its callback would have been);
 - an object an issued ticket names -> confirmed with the callback's rules (uploads.confirmation)
   once it is older than SWEEP_GRACE_SECONDS (its callback may still be on its way);
@@ -49,10 +49,10 @@ from django.utils import timezone
 from accounts.models import User
 from accounts.selectors import user_storage_prefix
 from tokens.models import CredentialGrant
-from uploads import oss, repairs
+from uploads import oss
 from uploads.confirmation import ObjectMissing, ticket_settle
 from uploads.models import CallbackRefusal, SweepMark, Upload, UploadTicket
-from uploads.services import ticket_expire, upload_adopt, upload_set_missing
+from uploads.services import repairs, ticket_expire, upload_adopt, upload_set_missing
 
 logger = logging.getLogger(__name__)
 

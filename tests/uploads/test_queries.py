@@ -11,7 +11,8 @@ from django.utils import timezone
 
 from tests.factories import UserFactory
 from uploads.models import Upload
-from uploads.services import _ACCEPT_AT_ONCE_SQL, ticket_issue
+from uploads.services import ticket_issue
+from uploads.services.accept_at_once import ACCEPT_AT_ONCE_SQL
 
 
 def _uploads(owner, n: int) -> list[Upload]:
@@ -65,9 +66,9 @@ def _plan_nodes(node: dict):
 
 @pytest.mark.django_db
 def test_a_callback_reaches_its_ticket_by_primary_key(user, settings):
-    """The accept statement (uploads/services.py) reads one ticket row however many uploads
-    are in flight, even when the statistics predate them: it must not walk the partial index
-    of issued tickets and filter each one out."""
+    """The accept statement (uploads/services/accept_at_once.py) reads one ticket row however
+    many uploads are in flight, even when the statistics predate them: it must not walk the
+    partial index of issued tickets and filter each one out."""
     settings.UPLOAD_QUOTA_OBJECTS = 10_000
     with connection.cursor() as cursor:
         # Statistics from a quiet moment, kept: no autovacuum refreshes them during the test.
@@ -102,7 +103,7 @@ def test_a_callback_reaches_its_ticket_by_primary_key(user, settings):
     with connection.cursor() as cursor:
         # Parameters bound on the client, as for every execution before the statement is
         # prepared (and always, with DB_PREPARE_THRESHOLD empty).
-        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + _ACCEPT_AT_ONCE_SQL, params)
+        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + ACCEPT_AT_ONCE_SQL, params)
         (plan,) = cursor.fetchone()
     tickets_read = [
         node
