@@ -179,3 +179,11 @@ def test_the_credentials_path_through_sentinel(
     assert sentinel_master.exists(
         cache.make_key(credentials_cache_key(user=user, scope="readwrite"))
     )
+
+
+def test_a_key_prefix_with_braces_is_a_check_error(settings):
+    from tokens.checks import credentials_settings_check
+
+    assert not any(p.id == "tokens.E002" for p in credentials_settings_check(None))
+    settings.CACHES = {"default": {**settings.CACHES["default"], "KEY_PREFIX": "app{1}"}}
+    assert "tokens.E002" in [p.id for p in credentials_settings_check(None)]
