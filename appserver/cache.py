@@ -32,17 +32,22 @@ SENTINEL_SCHEMES = ("redis+sentinel",)
 CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 
 
-def _hosts(netloc: str, default_port: int) -> tuple[str | None, list[tuple[str, int]]]:
-    """(password, [(host, port), ...]) of a netloc that may list several hosts."""
-    password = None
+def _hosts(netloc: str, default_port: int) -> tuple[dict, list[tuple[str, int]]]:
+    """({"username": ..., "password": ...}, [(host, port), ...]) of a netloc that may list
+    several hosts (a username only for Redis 6 ACL accounts)."""
+    credentials: dict = {}
     if "@" in netloc:
         userinfo, netloc = netloc.rsplit("@", 1)
-        password = unquote(userinfo.split(":", 1)[1]) if ":" in userinfo else unquote(userinfo)
+        username, _, password = userinfo.partition(":")
+        if username:
+            credentials["username"] = unquote(username)
+        if password:
+            credentials["password"] = unquote(password)
     hosts = []
     for item in filter(None, netloc.split(",")):
         host, _, port = item.rpartition(":") if item.count(":") == 1 else (item, "", "")
         hosts.append((host or item, int(port) if port else default_port))
-    return password or None, hosts
+    return credentials, hosts
 
 
 def sentinel_pool(url: str, options: dict):
@@ -50,7 +55,7 @@ def sentinel_pool(url: str, options: dict):
     from redis.sentinel import Sentinel, SentinelConnectionPool
 
     parts = urlsplit(url)
-    password, sentinels = _hosts(parts.netloc, 26379)
+    credentials, sentinels = _hosts(parts.netloc, 26379)
     path = [p for p in parts.path.split("/") if p]
     if not path:
         raise ValueError(f"{parts.scheme}:// needs the master's name: .../<master name>[/<db>]")
@@ -62,7 +67,7 @@ def sentinel_pool(url: str, options: dict):
     if query.get("sentinel_password"):
         sentinel_kwargs["password"] = query["sentinel_password"]
     manager = Sentinel(sentinels, sentinel_kwargs=sentinel_kwargs)
-    pool_options = {**options, "db": int(path[1]) if len(path) > 1 else 0, "password": password}
+    pool_options = {**options, **credentials, "db": int(path[1]) if len(path) > 1 else 0}
     return SentinelConnectionPool(path[0], manager, **pool_options)
 
 
@@ -71,11 +76,10 @@ def cluster_client(url: str, options: dict):
     from redis.cluster import ClusterNode, RedisCluster
 
     parts = urlsplit(url)
-    password, nodes = _hosts(parts.netloc, 6379)
-    kwargs = {k: v for k, v in options.items() if k != "parser_class"}
+    credentials, nodes = _hosts(parts.netloc, 6379)
+    kwargs = {**{k: v for k, v in options.items() if k != "parser_class"}, **credentials}
     return RedisCluster(
         startup_nodes=[ClusterNode(host, port) for host, port in nodes],
-        password=password,
         ssl=parts.scheme.startswith("rediss"),
         **kwargs,
     )

@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import redis
@@ -102,10 +103,14 @@ def redis_cluster(settings, tmp_path):
 
 @pytest.fixture
 def sentinel_master(settings, tmp_path):
-    """A master and one Sentinel that monitors it; the cache names only the Sentinel."""
+    """A master with a password and one Sentinel that monitors it; the cache names only the
+    Sentinel (and the master's password)."""
     master_port, sentinel_port = _port_with_bus(), _port_with_bus()
     master = _start(
-        ["--port", str(master_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        [
+            *("--port", str(master_port), "--bind", "127.0.0.1", "--save", "", "--appendonly"),
+            *("no", "--requirepass", "s3cret:with@signs"),
+        ],
         master_port,
         tmp_path,
     )
@@ -113,6 +118,7 @@ def sentinel_master(settings, tmp_path):
     config.write_text(
         f"port {sentinel_port}\nbind 127.0.0.1\n"
         f"sentinel monitor appcache 127.0.0.1 {master_port} 1\n"
+        "sentinel auth-pass appcache s3cret:with@signs\n"
     )
     try:
         sentinel = _start([str(config), "--sentinel"], sentinel_port, tmp_path)
@@ -120,8 +126,9 @@ def sentinel_master(settings, tmp_path):
         _stop([master])
         raise
     try:
-        _use(settings, f"redis+sentinel://127.0.0.1:{sentinel_port}/appcache/0")
-        yield redis.Redis(port=master_port)
+        password = quote("s3cret:with@signs", safe="")
+        _use(settings, f"redis+sentinel://:{password}@127.0.0.1:{sentinel_port}/appcache/0")
+        yield redis.Redis(port=master_port, password="s3cret:with@signs")
     finally:
         _stop([sentinel, master])
 
