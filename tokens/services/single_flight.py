@@ -133,7 +133,7 @@ def _read_current(
 
 
 @contextmanager
-def _fleet_lock(key: str, *, ttl: int) -> Iterator[bool]:
+def _fleet_lock(key: str, *, ttl: float) -> Iterator[bool]:
     """Yields whether this request holds the fleet's lock on `key` (for at most `ttl` seconds).
 
     In Redis: redis-py's Lock, released only by the token that took it (one script), so a
