@@ -20,6 +20,7 @@ from tokens.models import CredentialGrant
 from tokens.services import credentials_cache_key, credentials_issue, session_name_for
 from tokens.services.keys import entry_key, failure_key, lock_key, rate_counter_key
 from tokens.services.rate import THROTTLE_SCOPE
+from tokens.services.sealing import entry_version
 from tokens.services.single_flight import _fleet_lock
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "policies" / "templates"
@@ -57,6 +58,21 @@ def test_a_rolling_deploy_makes_one_assume_role_per_version(
     assert all(len(keys) == 1 for keys in issued.values())
     assert len(set.union(*issued.values())) == 2
     assert CredentialGrant.objects.filter(user=user).values("policy_sha256").distinct().count() == 2
+
+
+@pytest.mark.django_db
+def test_a_sealing_key_rotation_makes_one_assume_role_per_release(user, alibaba, settings):
+    """The new release encrypts with a key the old one does not have yet: neither can read the
+    other's entry, and without the key in the cache key they would replace each other's."""
+    from cryptography.fernet import Fernet
+
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    calls = alibaba.sts.assume_role_calls
+    for _ in range(4):
+        for keys in (old, f"{new},{old}"):
+            settings.CREDENTIALS_ENCRYPTION_KEY = keys
+            _issue(user)
+    assert alibaba.sts.assume_role_calls == calls + 2
 
 
 @pytest.mark.django_db(transaction=True)
@@ -126,9 +142,8 @@ def test_every_multi_key_operation_of_a_user_stays_in_one_hash_slot(user, staff_
         keys = [cache.make_key(rate_counter_key(THROTTLE_SCOPE, someone.pk))]
         for epoch in (0, 1, 7):
             for scope in ALL_SCOPES:
-                entry = entry_key(
-                    someone.pk, epoch, scope, policy_for_user(user=someone, scope=scope).sha256
-                )
+                version = entry_version(policy_for_user(user=someone, scope=scope))
+                entry = entry_key(someone.pk, epoch, scope, version)
                 keys += [cache.make_key(k) for k in (entry, lock_key(entry), failure_key(entry))]
         assert len({key_slot(k.encode()) for k in keys}) == 1
     # ...and users are spread over the slots, not all in one.

@@ -1,10 +1,11 @@
 """Cache keys of the credentials service, and this process's per-key locks.
 
 An entry's key names everything that decides whether it may be served: the user, their
-``credentials_epoch`` (raised by every suspension), the scope and the policy's hash. Two
-versions of a policy template (a rolling deploy) therefore keep two entries side by side instead
-of replacing each other's on every request, and a suspended user's old entries are unreachable
-whatever instance or version asks.
+``credentials_epoch`` (raised by every suspension), the scope, and a digest of the release's
+side of it (the policy's hash, the role assumed and the key that seals the entry; see
+sealing.entry_version). Two releases that differ in any of these (a rolling deploy) keep two
+entries side by side instead of replacing each other's on every request, and a suspended user's
+old entries are unreachable whatever instance or release asks.
 
 Every key of one user carries the hash tag ``{u<pk>}``: in a Redis Cluster (or a proxy in front
 of one) the keys of one user live in one hash slot, so the rate counter and the entry can be
@@ -19,17 +20,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 _CACHE_VERSION = "v2"
-_POLICY_HASH_CHARS = 16  # 64 bits tell versions apart; the entry holds the full hash anyway
+_VERSION_CHARS = 16  # 64 bits tell releases apart; the entry is checked in full anyway
 
 
 def user_tag(user_pk: int) -> str:
     return f"{{u{user_pk}}}"
 
 
-def entry_key(user_pk: int, epoch: int, scope: str, policy_sha256: str) -> str:
+def entry_key(user_pk: int, epoch: int, scope: str, version: str) -> str:
+    """`version`: sealing.entry_version of the policy (a hex digest)."""
     return (
-        f"tokens:{_CACHE_VERSION}:{user_tag(user_pk)}:e{epoch}:{scope}:"
-        f"{policy_sha256[:_POLICY_HASH_CHARS]}"
+        f"tokens:{_CACHE_VERSION}:{user_tag(user_pk)}:e{epoch}:{scope}:{version[:_VERSION_CHARS]}"
     )
 
 

@@ -14,8 +14,9 @@ What a caller can rely on (the parts live in the sibling modules):
   are served from this worker's copy while it is younger than ``CREDENTIALS_LOCAL_SECONDS``
   (tokens.worker_copies). No database write. Redis unreachable -> 503 ``cache_unavailable``:
   without the shared cache there is neither reuse nor single flight.
-- Keys name the user's credentials epoch and the policy's hash (keys): a rolling deploy that
-  changes a template keeps one entry per version, and a suspension voids every older entry.
+- Keys name the user's credentials epoch and the release's policy, role and sealing key (keys):
+  a rolling deploy that changes any of them keeps one entry per release, and a suspension voids
+  every older entry.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from tokens.services.sealing import (
     CachedEntry,
     entry_is_current,
     entry_unseal_current,
+    entry_version,
     refresh_margin_seconds,
 )
 from tokens.services.single_flight import entry_issue_single_flight
@@ -150,7 +152,7 @@ def credentials_issue(
     """
     policy = _policy_checked(user=user, scope=scope)
     epoch = user.credentials_epoch
-    key = entry_key(user.pk, epoch, scope, policy.sha256)
+    key = entry_key(user.pk, epoch, scope, entry_version(policy))
     rate, copies = (credentials_rate() if metered else None), worker_copies_enabled()
     try:
         if copies and rate is None:
@@ -207,7 +209,7 @@ def credentials_forget_user(*, user: User) -> None:
     # Unreachable now; those of this version's policies are dropped at once rather than left to
     # expire (all of one user's keys share a hash slot: one command, even on a cluster).
     keys = [
-        entry_key(user.pk, user.credentials_epoch - 1, scope, policy.sha256)
+        entry_key(user.pk, user.credentials_epoch - 1, scope, entry_version(policy))
         for scope, policy in _current_policies(user)
     ]
     if keys:
@@ -239,4 +241,4 @@ def credentials_cache_key(*, user: User, scope: str) -> str:
     """The cache key of a user's entry for this server's policy and the user's epoch as loaded
     (for operators' tooling and tests)."""
     policy = policy_for_user(user=user, scope=scope)
-    return entry_key(user.pk, user.credentials_epoch, scope, policy.sha256)
+    return entry_key(user.pk, user.credentials_epoch, scope, entry_version(policy))
