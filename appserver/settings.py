@@ -170,7 +170,13 @@ if REDIS_URL:
         "default": {
             # Django's backend, reusing its redis-py client (appserver/cache.py).
             "BACKEND": "appserver.cache.RedisCache",
-            "LOCATION": REDIS_URL,
+            # Sentinel and cluster locations list several hosts with commas, which Django would
+            # take for read replicas: one URL in a list (appserver/cache.py reads the schemes).
+            "LOCATION": (
+                [REDIS_URL]
+                if REDIS_URL.split("://", 1)[0].endswith(("+sentinel", "+cluster"))
+                else REDIS_URL
+            ),
             "KEY_PREFIX": CACHE_KEY_PREFIX,
             "TIMEOUT": 300,
             # Bounded so a stalled Redis degrades requests instead of hanging workers.
@@ -382,8 +388,8 @@ CREDENTIALS_ENCRYPTION_KEY = env.str("CREDENTIALS_ENCRYPTION_KEY", default="")
 # plus this window left; after that the next request gets fresh ones.
 CREDENTIALS_SAFETY_WINDOW_SECONDS = env.int("CREDENTIALS_SAFETY_WINDOW_SECONDS", default=300)
 # Each worker reuses what it read of a user's cached credentials from Redis for this many
-# seconds, counting requests against the user's rate in leases (tokens/worker_copies.py);
-# 0: one Redis round trip per request.
+# seconds for unmetered requests (the server signing upload URLs and forms, or the rate off);
+# metered requests always count in Redis (tokens/worker_copies.py). 0: no copies.
 CREDENTIALS_LOCAL_SECONDS = env.float("CREDENTIALS_LOCAL_SECONDS", default=5.0)
 # Ledger hand-out counts are batched in each worker and written at most this often (0: at once).
 CREDENTIALS_SERVED_FLUSH_SECONDS = env.float("CREDENTIALS_SERVED_FLUSH_SECONDS", default=10.0)

@@ -17,9 +17,9 @@ One run, on this machine, all on 127.0.0.1:
 
 Prints both request rates, the ratio (target >= 0.8) and the AssumeRole calls (target: one per
 (user, scope) per window, whatever the number of requests). The credentials endpoint keeps its
-per-user throttle in the path, with a rate no benchmark reaches, and each worker's copy of the
-cached entry (CREDENTIALS_LOCAL_SECONDS, default 5; set it to 0 in the environment to measure
-one Redis round trip per request).
+per-user throttle in the path, with a rate no benchmark reaches: every request makes its one
+Redis round trip (count + read the entry), which keeps the rate exact across workers. Last, the
+hot path's script is timed on a raw pooled connection and through redis-py's Script.
 """
 
 from __future__ import annotations
@@ -239,6 +239,64 @@ def run_threads(base: str, path: str, tokens: list[str], seconds: int, connectio
     }
 
 
+# --- the rate script: raw pooled connection vs redis-py's Script ----------------------------
+
+
+def script_call_bench(redis_url: str, calls: int = 4000, rounds: int = 3) -> dict:
+    """µs per call of the hot path's one script (count + read the entry), sent straight on a
+    pooled connection (what appserver/cache.py did until it had to work on a Redis Cluster)
+    and through redis-py's Script (what it does now), alternating rounds on the same Redis."""
+    import redis
+    from redis.exceptions import NoScriptError
+
+    from appserver.cache import _INCR_WINDOW
+
+    client = redis.Redis.from_url(redis_url)
+    prefix = f"credentials-bench-script-{os.getpid()}"
+    keys = [f"{prefix}:{{u1}}:counter", f"{prefix}:{{u1}}:entry"]
+    client.set(keys[1], "x" * 400, ex=60)  # about the size of a sealed entry
+    script = client.register_script(_INCR_WINDOW)
+    args = [60_000, 1]
+
+    def raw() -> object:
+        pool = client.connection_pool
+        connection = pool.get_connection()
+        try:
+            try:
+                connection.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
+                return connection.read_response()
+            except NoScriptError:
+                connection.send_command("EVAL", script.script, len(keys), *keys, *args)
+                return connection.read_response()
+        finally:
+            pool.release(connection)
+
+    def through_script() -> object:
+        return script(keys=keys, args=args, client=client)
+
+    # Wall time includes the round trip, which both share and which a loaded machine stretches;
+    # the client's CPU time is what the choice changes.
+    timings: dict[str, list[tuple[float, float]]] = {"raw": [], "script": []}
+    through_script()
+    for _ in range(rounds):
+        for name, call in (("raw", raw), ("script", through_script)):
+            wall, cpu = time.perf_counter(), time.process_time()
+            for _ in range(calls):
+                call()
+            timings[name].append(
+                (
+                    (time.perf_counter() - wall) * 1e6 / calls,
+                    (time.process_time() - cpu) * 1e6 / calls,
+                )
+            )
+    client.delete(*keys)
+    return {
+        f"{name}_{kind}": statistics.median(t[index] for t in values)
+        for name, values in timings.items()
+        for index, kind in enumerate(("wall", "cpu"))
+    }
+
+
 # --- main --------------------------------------------------------------------------------------
 
 
@@ -411,6 +469,15 @@ def main() -> None:
         f"ledger times_served total: {ledger_served} "
         f"(warm-up {len(tokens)} + {served} loaded requests wrk counted + the few in flight "
         "when each run ended)"
+    )
+    script_us = script_call_bench(redis_url)
+    print(
+        f"rate script per call (same Redis, median of 3 x 4000): raw pooled connection "
+        f"{script_us['raw_cpu']:.0f} us CPU ({script_us['raw_wall']:.0f} us wall), redis-py "
+        f"Script {script_us['script_cpu']:.0f} us CPU ({script_us['script_wall']:.0f} us wall)"
+        f" -> CPU ratio {script_us['raw_cpu'] / script_us['script_cpu']:.2f}; the difference is "
+        f"{(script_us['script_cpu'] - script_us['raw_cpu']) / 10 / cpu['credentials']:.1f}% of "
+        "the endpoint's server CPU per request"
     )
     failed = any(r["non_2xx"] for rs in results.values() for r in rs)
     if failed:

@@ -41,6 +41,8 @@ Test hooks (for the app server's error paths; none is active by default):
   "ServiceUnavailable" (503).
 - `delay_seconds`: sleep this long (real time) before answering an AssumeRole call, to exercise
   client timeouts.
+- `hold_session(name)`: AssumeRole calls for that RoleSessionName wait (up to 60 s) until the
+  returned event is set: one user's STS call stays slow while everyone else's is answered.
 - `rate_limit_per_second` (constructor keyword or attribute): a real sliding-window limit per
   account, like STS's; None (the default) means unlimited. `rate_limit_window_seconds` (default
   1.0) stretches the window, so a test can exhaust the limit without depending on speed.
@@ -198,6 +200,7 @@ class StsService:
         self._calls = 0
         self._throttle_next = 0
         self._failure_mode: str | None = None
+        self._holds: dict[str, threading.Event] = {}
         self._nonces: dict[tuple[str, str], float] = {}
         self._recent_calls: deque[float] = deque()
         self._token_cache: dict[str, dict] = {}
@@ -212,6 +215,13 @@ class StsService:
     def throttle_next(self, n: int) -> None:
         with self._lock:
             self._throttle_next = n
+
+    def hold_session(self, session_name: str) -> threading.Event:
+        """AssumeRole calls for `session_name` wait until the returned event is set."""
+        release = threading.Event()
+        with self._lock:
+            self._holds[session_name] = release
+        return release
 
     def set_failure_mode(self, code: str | None) -> None:
         if code is not None and code not in _FAILURE_MODES:
@@ -273,6 +283,10 @@ class StsService:
                 self._calls += 1
             if self.delay_seconds > 0:
                 time.sleep(self.delay_seconds)
+            with self._lock:
+                hold = self._holds.get(params.get("RoleSessionName", ""))
+            if hold is not None:
+                hold.wait(timeout=60)
         if not action:
             raise _StsError(400, "MissingAction", "Action is mandatory for this action.")
         if version != API_VERSION:

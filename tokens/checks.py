@@ -46,6 +46,17 @@ def credentials_settings_check(app_configs, **kwargs) -> list:
                 id="tokens.W001",
             )
         )
+    prefix = str(settings.CACHES.get("default", {}).get("KEY_PREFIX", ""))
+    if "{" in prefix or "}" in prefix:
+        problems.append(
+            Error(
+                "CACHE_KEY_PREFIX contains a brace: Redis Cluster would hash the prefix's braces "
+                "instead of each user's {u<id>} tag, and the credentials scripts' keys could "
+                "land in different slots.",
+                hint="Use a prefix without { and }.",
+                id="tokens.E002",
+            )
+        )
     for scope in ALL_SCOPES:
         sample = settings.STORAGE_PREFIX_TEMPLATE.format(user_public_id="0" * 32)
         prefix = sample if scope in USER_SCOPES else None

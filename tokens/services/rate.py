@@ -3,14 +3,14 @@
 The endpoint's throttle lives here rather than in a DRF throttle class so that the hottest path
 of the server costs one round trip, not three (a DRF throttle reads and writes its request log,
 then the entry is read). It is a fixed window that starts with the user's first request; over
-the rate -> 429 with the seconds left in the window. With Redis and worker copies on, requests
-are counted in leases of permits (tokens.worker_copies).
+the rate -> 429 with the seconds left in the window. Every metered request is counted in Redis
+before it is answered, so the rate is exact however many workers and instances serve the user
+(tokens.worker_copies says why there are no local leases).
 """
 
 from __future__ import annotations
 
 import math
-import time
 
 from django.conf import settings
 from django.core.cache import cache
@@ -23,7 +23,7 @@ from tokens.worker_copies import WorkerCopies
 THROTTLE_SCOPE = "credentials"
 _PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
-# This worker's copies of entries and its leased permits of each user's rate.
+# This worker's copies of entries, for unmetered requests.
 worker_copies = WorkerCopies()
 
 
@@ -42,9 +42,7 @@ def credentials_rate() -> tuple[int, int] | None:
     return int(count), _PERIODS[period[0]]
 
 
-def request_count_and_read(
-    *, user_pk: int, key: str, rate: tuple[int, int] | None, copies: bool
-) -> object:
+def request_count_and_read(*, user_pk: int, key: str, rate: tuple[int, int] | None) -> object:
     """Count the request against the user's rate and read the cached value under `key`: one
     Redis round trip. Raises Throttled over the rate."""
     if rate is None:
@@ -53,22 +51,8 @@ def request_count_and_read(
     counter_key = rate_counter_key(THROTTLE_SCOPE, user_pk)
     incr_window = getattr(cache, "incr_window", None)
     if incr_window is not None:  # appserver.cache.RedisCache
-        now = time.monotonic()
-        leased = worker_copies.claim(user_pk=user_pk, limit=limit, now=now) if copies else 1
-        hits, seconds_left, values = incr_window(counter_key, window, amount=leased, get_keys=[key])
-        allowed = (
-            worker_copies.settle(
-                user_pk=user_pk,
-                leased=leased,
-                hits=hits,
-                seconds_left=seconds_left,
-                limit=limit,
-                now=now,
-            )
-            if copies
-            else hits <= limit
-        )
-        raw = values.get(key)
+        hits, seconds_left, raw = incr_window(counter_key, window, get_key=key)
+        allowed = hits <= limit
     else:  # the embedded default's local-memory cache: same rule, several operations
         cache.add(counter_key, 0, timeout=window)
         try:

@@ -10,6 +10,7 @@ prefix makes it a miss and a stale grant is never served.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -51,23 +52,45 @@ def entry_is_current(entry: CachedEntry, *, policy: RenderedPolicy) -> bool:
     return entry.policy_sha256 == policy.sha256 and time.time() < entry.refresh_at()
 
 
+def _keys_for(configured: str, secret_key: str) -> list[bytes]:
+    if configured:
+        return [key.strip().encode() for key in configured.split(",") if key.strip()]
+    derived = HKDF(
+        algorithm=hashes.SHA256(),
+        length=32,
+        salt=b"appserver/tokens",
+        info=b"credentials-cache/v1",
+    ).derive(secret_key.encode())
+    return [base64.urlsafe_b64encode(derived)]
+
+
 @lru_cache(maxsize=4)
 def _fernet_for(configured: str, secret_key: str) -> MultiFernet:
-    if configured:
-        keys = [Fernet(key.strip().encode()) for key in configured.split(",") if key.strip()]
-    else:
-        derived = HKDF(
-            algorithm=hashes.SHA256(),
-            length=32,
-            salt=b"appserver/tokens",
-            info=b"credentials-cache/v1",
-        ).derive(secret_key.encode())
-        keys = [Fernet(base64.urlsafe_b64encode(derived))]
-    return MultiFernet(keys)
+    return MultiFernet([Fernet(key) for key in _keys_for(configured, secret_key)])
 
 
 def _fernet() -> MultiFernet:
     return _fernet_for(settings.CREDENTIALS_ENCRYPTION_KEY, settings.SECRET_KEY)
+
+
+@lru_cache(maxsize=4)
+def _sealing_key_id(configured: str, secret_key: str) -> str:
+    # A one-way digest of the key that encrypts: it names the key in cache keys, never reveals it.
+    encrypting = _keys_for(configured, secret_key)[0]
+    return hashlib.sha256(b"appserver/tokens/key-id\n" + encrypting).hexdigest()
+
+
+@lru_cache(maxsize=1024)
+def _version(role_arn: str, policy_sha256: str, key_id: str) -> str:
+    return hashlib.sha256(f"{role_arn}\n{policy_sha256}\n{key_id}".encode()).hexdigest()
+
+
+def entry_version(policy: RenderedPolicy) -> str:
+    """What a release decides about an entry besides the user and scope: the policy, the role
+    it is assumed from, and the key that seals it (an instance that cannot decrypt another's
+    entries, during a key rotation, must not keep replacing them)."""
+    key_id = _sealing_key_id(settings.CREDENTIALS_ENCRYPTION_KEY, settings.SECRET_KEY)
+    return _version(settings.STS_ROLE_ARN, policy.sha256, key_id)
 
 
 def entry_seal(entry: CachedEntry) -> str:

@@ -9,12 +9,14 @@ What a caller can rely on (the parts live in the sibling modules):
   response's ``RefreshAfter`` names it, so a phone that refreshes then gets new credentials.
 - Entries are encrypted at rest and bound to their user, scope and policy: sealing.
 - Every AssumeRole result is a ledger row; hand-outs are counted in batches: ledger.
-- Hot path (warm cache): no Redis round trip while this worker's copy of the entry is younger
-  than ``CREDENTIALS_LOCAL_SECONDS`` and it holds leased permits of the user's "credentials"
-  rate (tokens.worker_copies); otherwise one round trip that both counts the request against
-  that rate and reads the entry (rate), with a memoised decryption. No database write. Redis
-  unreachable -> 503 ``cache_unavailable``: without the shared cache there is neither reuse nor
-  single flight.
+- Hot path (warm cache): one Redis round trip that both counts the request against the user's
+  "credentials" rate and reads the entry (rate), with a memoised decryption; unmetered requests
+  are served from this worker's copy while it is younger than ``CREDENTIALS_LOCAL_SECONDS``
+  (tokens.worker_copies). No database write. Redis unreachable -> 503 ``cache_unavailable``:
+  without the shared cache there is neither reuse nor single flight.
+- Keys name the user's credentials epoch and the release's policy, role and sealing key (keys):
+  a rolling deploy that changes any of them keeps one entry per release, and a suspension voids
+  every older entry.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from tokens.services.sealing import (
     CachedEntry,
     entry_is_current,
     entry_unseal_current,
+    entry_version,
     refresh_margin_seconds,
 )
 from tokens.services.single_flight import entry_issue_single_flight
@@ -148,23 +151,22 @@ def credentials_issue(
     failed; the code says how).
     """
     policy = _policy_checked(user=user, scope=scope)
-    key = entry_key(user.pk, scope)
     epoch = user.credentials_epoch
+    key = entry_key(user.pk, epoch, scope, entry_version(policy))
     rate, copies = (credentials_rate() if metered else None), worker_copies_enabled()
     try:
-        if copies:
+        if copies and rate is None:
             entry = worker_copies.serve(
                 user_pk=user.pk,
                 epoch=epoch,
                 scope=scope,
                 now=time.monotonic(),
                 max_age=settings.CREDENTIALS_LOCAL_SECONDS,
-                metered=rate is not None,
                 usable=lambda candidate: entry_is_current(candidate, policy=policy),
             )
             if entry is not None:
                 return _hand_out_cached(entry, policy=policy, scope=scope)
-        raw = request_count_and_read(user_pk=user.pk, key=key, rate=rate, copies=copies)
+        raw = request_count_and_read(user_pk=user.pk, key=key, rate=rate)
         entry = entry_unseal_current(raw, user_pk=user.pk, scope=scope, policy=policy)
         reused = True
         if entry is None:
@@ -200,15 +202,32 @@ def credentials_forget_user(*, user: User) -> None:
     Credentials already handed out stay valid at Alibaba until they expire (STS cannot revoke a
     single session); what stops is the server handing them out again.
     """
-    # The new epoch voids every worker's copies: each request re-reads the user row.
+    # The new epoch voids every worker's copies and every entry in Redis, whatever policy version
+    # wrote it: their keys name the old epoch, and each request re-reads the user row.
     User.objects.filter(pk=user.pk).update(credentials_epoch=F("credentials_epoch") + 1)
     user.refresh_from_db(fields=["credentials_epoch"])
-    keys = [entry_key(user.pk, scope) for scope in ALL_SCOPES]
-    cache.delete_many(keys + [failure_key(key) for key in keys])
+    # Unreachable now; those of this version's policies are dropped at once rather than left to
+    # expire (all of one user's keys share a hash slot: one command, even on a cluster).
+    keys = [
+        entry_key(user.pk, user.credentials_epoch - 1, scope, entry_version(policy))
+        for scope, policy in _current_policies(user)
+    ]
+    if keys:
+        cache.delete_many(keys + [failure_key(key) for key in keys])
+
+
+def _current_policies(user: User) -> list[tuple[str, RenderedPolicy]]:
+    policies = []
+    for scope in ALL_SCOPES:
+        try:
+            policies.append((scope, policy_for_user(user=user, scope=scope)))
+        except PolicyTemplateError:
+            continue  # never issued under a template that does not render
+    return policies
 
 
 def credentials_forget_local_copies() -> None:
-    """Drop this worker's copies and permits (tests and operators' shells; the copies of a
+    """Drop this worker's copies (tests and operators' shells; the copies of a
     suspended user are dropped everywhere by the epoch, see credentials_forget_user)."""
     worker_copies.clear()
 
@@ -219,5 +238,7 @@ def credentials_flush_served_counts() -> None:
 
 
 def credentials_cache_key(*, user: User, scope: str) -> str:
-    """The cache key of a user's entry (for operators' tooling and tests)."""
-    return entry_key(user.pk, scope)
+    """The cache key of a user's entry for this server's policy and the user's epoch as loaded
+    (for operators' tooling and tests)."""
+    policy = policy_for_user(user=user, scope=scope)
+    return entry_key(user.pk, user.credentials_epoch, scope, entry_version(policy))

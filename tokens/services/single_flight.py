@@ -1,27 +1,29 @@
-"""One AssumeRole call per (user, scope) per lifetime window, however many requests miss at once.
+"""One AssumeRole call per (user, scope, policy) per lifetime window, however many requests miss.
 
 AssumeRole is capped at ~100 calls/second per Alibaba account, so calling it per request would
 fall over long before Django does. When many requests miss at once, one of them (per key, across
-processes: a ``cache.add`` lock; within a process: a striped thread lock) calls STS, the others
-wait briefly and read its result. If STS fails, the failure is remembered for a few seconds so
-the waiters (and the next requests) answer 503 at once instead of queueing more calls at a
-failing STS.
+processes: redis-py's token-checked Lock; within a process: a lock of that key alone) calls STS,
+the others wait briefly and read its result; requests for other keys never wait behind it. If
+STS fails, the failure is remembered for a few seconds so the waiters (and the next requests)
+answer 503 at once instead of queueing more calls at a failing STS.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import secrets
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from django.conf import settings
 from django.core.cache import cache
+from redis.exceptions import LockNotOwnedError
 
 from accounts.models import User
 from appserver.errors import ServiceUnavailable
 from policies.services import RenderedPolicy
-from tokens.services.keys import failure_key, local_lock, lock_key
+from tokens.services.keys import failure_key, local_locks, lock_key
 from tokens.services.ledger import grant_record
 from tokens.services.sealing import (
     CachedEntry,
@@ -124,7 +126,38 @@ def entry_issue_from_sts(
 def _read_current(
     key: str, *, user_pk: int, scope: str, policy: RenderedPolicy
 ) -> CachedEntry | None:
-    return entry_unseal_current(cache.get(key), user_pk=user_pk, scope=scope, policy=policy)
+    # From the primary where the cache can say so: a read replica (read/write splitting) may
+    # not have the entry another worker has just written, and a miss here calls STS again.
+    read = getattr(cache, "get_from_primary", cache.get)
+    return entry_unseal_current(read(key), user_pk=user_pk, scope=scope, policy=policy)
+
+
+@contextmanager
+def _fleet_lock(key: str, *, ttl: float) -> Iterator[bool]:
+    """Yields whether this request holds the fleet's lock on `key` (for at most `ttl` seconds).
+
+    In Redis: redis-py's Lock, released only by the token that took it (one script), so a
+    holder whose lock expired cannot delete the next holder's. The local-memory cache is this
+    process's own: the per-key thread lock already held is the whole fleet's.
+    """
+    make_lock = getattr(cache, "lock", None)
+    if make_lock is None:
+        yield True
+        return
+    lock = make_lock(lock_key(key), timeout=ttl)
+    if not lock.acquire(blocking=False):
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        try:
+            lock.release()
+        except LockNotOwnedError:
+            logger.warning(
+                "The STS lock of a credentials entry expired before its holder finished: "
+                "another request may have called STS for it too."
+            )
 
 
 def entry_issue_single_flight(
@@ -137,16 +170,16 @@ def entry_issue_single_flight(
     user_agent: str,
 ) -> tuple[CachedEntry, bool]:
     """The entry to hand out and whether it was reused (False: this request called STS)."""
-    held, failed_key = lock_key(key), failure_key(key)
+    failed_key = failure_key(key)
     sts_timeout = float(settings.STS_TIMEOUT_SECONDS)
     # The holder's STS call is bounded by the connect + read timeouts; the lock outlives it a
     # little, and expires on its own if the holder's process dies.
     lock_ttl = int(2 * sts_timeout) + 5
     deadline = time.monotonic() + lock_ttl + 1
-    local = local_lock(key)
-    if not local.acquire(timeout=lock_ttl + 1):
-        raise _unavailable("timeout")
-    try:
+    # This worker's requests for the same key wait here; other keys never do.
+    with local_locks.held(key, timeout=lock_ttl + 1) as acquired:
+        if not acquired:
+            raise _unavailable("timeout")
         while True:
             entry = _read_current(key, user_pk=user.pk, scope=scope, policy=policy)
             if entry is not None:
@@ -154,9 +187,8 @@ def entry_issue_single_flight(
             failed = cache.get(failed_key)
             if isinstance(failed, str):
                 raise _unavailable(failed)
-            token = secrets.token_hex(8)
-            if cache.add(held, token, timeout=lock_ttl):
-                try:
+            with _fleet_lock(key, ttl=lock_ttl) as held:
+                if held:
                     entry = _read_current(key, user_pk=user.pk, scope=scope, policy=policy)
                     if entry is not None:
                         return entry, True
@@ -173,11 +205,6 @@ def entry_issue_single_flight(
                         cache.set(failed_key, exc.kind, timeout=FAILURE_MEMORY_SECONDS)
                         raise _unavailable(exc.kind) from None
                     return entry, False
-                finally:
-                    if cache.get(held) == token:
-                        cache.delete(held)
             if time.monotonic() >= deadline:
                 raise _unavailable("timeout")
             time.sleep(POLL_INTERVAL_SECONDS)
-    finally:
-        local.release()
