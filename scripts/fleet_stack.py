@@ -27,6 +27,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -204,6 +205,7 @@ class LoadBalancer:
         self.url = f"http://{HOST}:{port}"
         self.stats_port = free_port()
         self.stats_url = f"http://{HOST}:{self.stats_port}/"
+        self.socket = directory / "haproxy.sock"
         haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
         if not Path(haproxy).exists():
             raise RuntimeError("haproxy not found: apt-get install -y haproxy")
@@ -225,6 +227,8 @@ class LoadBalancer:
         )  # fmt: skip
         return f"""global
     maxconn 4096
+    # The runtime API: `set server instances/<name> state maint|ready` (the benchmark).
+    stats socket {self.socket} mode 600 level admin
 
 defaults
     mode http
@@ -278,6 +282,22 @@ listen stats
         """What the health checks make of `server`: "UP", "DOWN", or a transition."""
         return self._stats(server)["status"]
 
+    def command(self, line: str) -> str:
+        """One command on HAProxy's runtime API; returns its answer."""
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.connect(str(self.socket))
+            sock.sendall(line.encode() + b"\n")
+            chunks = []
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        return b"".join(chunks).decode()
+
+    def set_state(self, server: str, state: str) -> None:
+        """ "maint" takes `server` out of rotation (its connections finish), "ready" back."""
+        answer = self.command(f"set server instances/{server} state {state}")
+        if answer.strip():
+            raise RuntimeError(f"haproxy: {answer.strip()}")
+
     def close(self) -> None:
         _stop_group(self.process, signal.SIGTERM)
         self._log.close()
@@ -322,7 +342,8 @@ class Fleet:
             base = app_environment(
                 SECRET_KEY=secrets.token_urlsafe(50),
                 DATABASE_URL=primary.url,
-                DATABASE_REPLICA_URL=replica.url,
+                # Reports read from the replica where the app supports it (#13 item 5).
+                REPORTS_DATABASE_URL=replica.url,
                 REDIS_URL=redis.url,
                 STS_ENDPOINT=emulator.endpoint,
                 OSS_ENDPOINT=emulator.endpoint,
@@ -395,7 +416,8 @@ class Fleet:
         return json.loads(line.removeprefix("FLEET-RESULT "))
 
     def users(self, prefix: str, count: int) -> list[dict]:
-        """`count` new users with an access token each: [{pk, username, public_id, access}]."""
+        """`count` new users with an access token each:
+        [{pk, username, public_id, password, access}]."""
         script = """
 from django.contrib.auth import get_user_model
 from accounts.services import session_start
@@ -406,7 +428,7 @@ for number in range(payload["count"]):
     )
     result.append({
         "pk": user.pk, "username": user.username, "public_id": str(user.public_id),
-        "access": session_start(user=user)["access"],
+        "password": payload["password"], "access": session_start(user=user)["access"],
     })
 """
         payload = {"prefix": prefix, "count": count, "password": secrets.token_urlsafe(16)}

@@ -28,6 +28,10 @@ TIMEOUT = 20
 # The per-user credentials rate of this fleet: high enough for every test's traffic, exact in
 # the rate test.
 CREDENTIALS_PER_HOUR = 120
+# How long a rolling restart keeps both releases serving: longer than CREDENTIALS_LOCAL_SECONDS
+# (5 s by default), so every worker of the old release reads the shared cache again while the
+# new one is serving, as in a real deploy, where the two overlap for minutes.
+MIXED_SECONDS = 6
 
 
 @pytest.fixture(scope="module")
@@ -312,7 +316,7 @@ def test_a_rolling_restart_with_a_changed_policy_costs_one_assume_role_per_user_
     during: Counter = Counter()
 
     def active_users() -> None:
-        while not stop.wait(0.4):
+        while not stop.wait(0.7):
             for user in users:
                 for scope in scopes:
                     during[credentials(fleet.url, user, scope).status_code] += 1
@@ -324,6 +328,8 @@ def test_a_rolling_restart_with_a_changed_policy_costs_one_assume_role_per_user_
             instance.stop()
             instance.start()
             wait_until(lambda i=instance: fleet.balancer.status(i.name) == "UP", "back in rotation")
+            if instance is fleet.instances[0]:
+                stop.wait(MIXED_SECONDS)  # the old and the new release both serve
     finally:
         stop.set()
         traffic.join()
