@@ -33,8 +33,19 @@ import requests
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 
-from bench.credentials_bench import run_threads, run_wrk  # noqa: E402
+from bench.credentials_bench import cpu_seconds, run_threads, run_wrk  # noqa: E402
 from scripts.fleet_stack import Fleet  # noqa: E402
+
+
+def _server_pids(fleet: Fleet) -> list[int]:
+    """Every process that serves a request: the instances' masters and workers, HAProxy and
+    redis-server (PostgreSQL is not on the warm path)."""
+    pids = [fleet.balancer.process.pid, fleet.redis.process.pid]
+    for instance in fleet.instances:
+        master = instance.process.pid
+        children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+        pids += [master, *map(int, children)]
+    return pids
 
 
 def main() -> None:
@@ -80,14 +91,17 @@ def main() -> None:
         for _ in range(args.rounds):
             for instances in (1, 2):
                 fleet.balancer.set_state("b", "maint" if instances == 1 else "ready")
+                pids = _server_pids(fleet)
+                cpu_before = cpu_seconds(pids)
                 result = load(fleet.url, path, tokens, args.seconds, args.connections)
+                result["cpu_ms"] = (cpu_seconds(pids) - cpu_before) * 1000 / result["requests"]
                 loads.append(os.getloadavg()[0])
                 results[instances].append(result)
                 print(
                     f"  {instances} instance{'s' if instances > 1 else ' '} "
                     f"{result['rate']:9.1f} req/s  {result['requests']:7d} requests"
                     f"  non-2xx {result['non_2xx']}  avg latency {result['latency_avg']}"
-                    f"  load {loads[-1]:.1f}"
+                    f"  CPU {result['cpu_ms']:.2f} ms/request  load {loads[-1]:.1f}"
                 )
         calls_during = fleet.emulator.assume_role_calls() - calls_after_warmup
     finally:
@@ -99,8 +113,15 @@ def main() -> None:
     print(f"1 instance behind HAProxy:      {one:9.1f} req/s")
     print(f"2 instances behind HAProxy:     {two:9.1f} req/s")
     print(f"ratio (2 / 1):                  {two / one:9.2f}")
-    print(f"AssumeRole calls: warm-up {calls_after_warmup} ({args.users} users), during the runs")
-    print(f"  {calls_during} (target 0)")
+    cpu = {n: statistics.median(r["cpu_ms"] for r in rs) for n, rs in results.items()}
+    print(
+        f"server CPU per request (median): 1 instance {cpu[1]:.2f} ms, 2 instances "
+        f"{cpu[2]:.2f} ms (the same work either way: the cores are the limit)"
+    )
+    print(
+        f"AssumeRole calls: warm-up {calls_after_warmup} ({args.users} users), "
+        f"during the runs {calls_during} (target 0)"
+    )
     print(
         f"load average during the runs:   {statistics.mean(loads):9.1f} on {os.cpu_count()} "
         "CPUs: both instances, HAProxy, Redis, PostgreSQL and the load generator share them, "
