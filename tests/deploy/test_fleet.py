@@ -27,7 +27,7 @@ from scripts.fleet_stack import Fleet, wait_until
 TIMEOUT = 20
 # The per-user credentials rate of this fleet: high enough for every test's traffic, exact in
 # the rate test.
-CREDENTIALS_PER_HOUR = 120
+CREDENTIALS_PER_HOUR = 300
 # How long a rolling restart keeps both releases serving: longer than CREDENTIALS_LOCAL_SECONDS
 # (5 s by default), so every worker of the old release reads the shared cache again while the
 # new one is serving, as in a real deploy, where the two overlap for minutes.
