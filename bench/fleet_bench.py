@@ -14,8 +14,8 @@ Prints both request rates, the ratio and the AssumeRole calls made during the me
 
 Two instances on one machine share its cores with each other, HAProxy, Redis, PostgreSQL and
 the load generator: the ratio measures what a second instance adds on this machine, which on 2
-cores is far from 2x (the cores, not the instance, are the limit). On separate machines each
-instance brings its own cores.
+cores is far from 2x (the cores, not the instance, are the limit; the server CPU per request is
+printed for both sides to show it). On separate machines each instance brings its own cores.
 """
 
 from __future__ import annotations
@@ -122,11 +122,16 @@ def main() -> None:
         f"AssumeRole calls: warm-up {calls_after_warmup} ({args.users} users), "
         f"during the runs {calls_during} (target 0)"
     )
+    cores = os.cpu_count() or 1
     print(
-        f"load average during the runs:   {statistics.mean(loads):9.1f} on {os.cpu_count()} "
-        "CPUs: both instances, HAProxy, Redis, PostgreSQL and the load generator share them, "
-        "so a second instance on the same machine adds little; on machines of their own each "
-        "instance brings its cores."
+        f"load average during the runs:   {statistics.mean(loads):9.1f} on {cores} CPUs. Both "
+        "instances, HAProxy, Redis, PostgreSQL and the load generator share these cores, and "
+        "the work per request is the same either way (CPU above), so on an idle machine the "
+        "ratio tends to 1: two workers already keep the cores busy. On a machine shared with "
+        "other work, four workers win a larger share of the cores than two, which shows as a "
+        "ratio above 1. On machines of their own, each instance brings its own cores "
+        f"(about {1000 * cores / cpu[1]:.0f} req/s per {cores} cores at "
+        f"{cpu[1]:.2f} ms a request)."
     )
     non_2xx = sum(r["non_2xx"] for rs in results.values() for r in rs)
     if non_2xx or calls_during:
