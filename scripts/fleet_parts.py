@@ -18,10 +18,14 @@ from pathlib import Path
 
 import requests
 
-from emulator.config import PUBLIC_KEY_PATH, STATS_PATH
 from tests.processes import PostgresCluster, app_environment, free_port, postgres_bin
 
 ROOT = Path(__file__).resolve().parent.parent
+# The emulator's own paths (emulator/config.py), spelled out: nothing outside the emulator, the
+# tests and the benchmarks imports it (tests/deploy/test_emulator_boundary.py); the fleet test
+# keeps them equal.
+PUBLIC_KEY_PATH = "/_emulator/callback-public-key.pem"
+STATS_PATH = "/_emulator/stats"
 HOST = "127.0.0.1"
 RETRY_AFTER_SECONDS = 5
 # The load balancer's own answer when no instance is healthy: the one error shape, a Retry-After.

@@ -22,6 +22,8 @@ import psycopg
 import pytest
 import requests
 
+from emulator import config as emulator_config
+from scripts import fleet_parts
 from scripts.fleet_stack import Fleet, wait_until
 
 TIMEOUT = 20
@@ -86,6 +88,11 @@ def _grants(fleet: Fleet, users: list[dict]) -> list[dict]:
         ".order_by('id').values('user_id', 'scope', 'policy_sha256'))"
     )
     return fleet.python(script, [u["pk"] for u in users])  # type: ignore[return-value]
+
+
+def test_the_fleet_reads_the_emulator_where_it_serves():
+    assert fleet_parts.PUBLIC_KEY_PATH == emulator_config.PUBLIC_KEY_PATH
+    assert fleet_parts.STATS_PATH == emulator_config.STATS_PATH
 
 
 def test_one_assume_role_per_user_and_scope_for_the_whole_fleet(healthy):
