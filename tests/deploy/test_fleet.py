@@ -26,6 +26,9 @@ from emulator import config as emulator_config
 from scripts import fleet_parts
 from scripts.fleet_stack import Fleet, wait_until
 
+# One fleet for the module: its tests run on one pytest-xdist worker (pyproject's --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("fleet")
+
 TIMEOUT = 20
 # The per-user credentials rate of this fleet: high enough for every test's traffic, exact in
 # the rate test.
