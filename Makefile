@@ -13,7 +13,7 @@ TEST_ENV := DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) APP_EN
 # Many tests wait on real HTTP, timeouts and a browser, so more workers than cores pays.
 TEST_WORKERS ?= 4
 
-.PHONY: install test lint format migrate check-services run demo collectstatic webclient-assets
+.PHONY: install test lint format migrate check-services run demo fleet collectstatic webclient-assets
 
 # Re-installs only when a requirements file changes.
 $(VENV)/.installed: requirements/base.txt requirements/dev.txt
@@ -46,6 +46,11 @@ migrate: install
 # creates the demo user and an admin, starts the emulator and the app server. Ctrl-C stops both.
 run: install
 	@$(BIN)/python scripts/run_local.py
+
+# The production layout on this machine: two instances behind HAProxy, PostgreSQL and its
+# replica, Redis and the emulator, all its own on free ports (scripts/fleet.py). Ctrl-C stops all.
+fleet: install
+	@$(BIN)/python scripts/fleet.py
 
 # The mobile app's flow with oss2 against `make run` (start it in another terminal first).
 demo: install

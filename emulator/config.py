@@ -25,6 +25,9 @@ DEFAULT_MAX_SESSION_DURATION = 3600
 # Where the emulator serves the public half of the RSA key that signs its upload callbacks.
 # Bucket names cannot start with "_", so this path never collides with path-style OSS requests.
 PUBLIC_KEY_PATH = "/_emulator/callback-public-key.pem"
+# What the emulator has seen, as JSON (`{"assume_role_calls": n}`): a fleet of app servers in
+# other processes is checked against it (scripts/fleet_stack.py). Nothing secret is in it.
+STATS_PATH = "/_emulator/stats"
 
 
 def default_role_policy(buckets: tuple[str, ...]) -> dict:

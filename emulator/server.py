@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import email.utils
 import functools
+import json
 import logging
 import secrets
 import socket
@@ -28,7 +29,7 @@ from urllib.parse import urlsplit
 
 from emulator import callbacks
 from emulator.clock import Clock
-from emulator.config import PUBLIC_KEY_PATH, EmulatorConfig
+from emulator.config import PUBLIC_KEY_PATH, STATS_PATH, EmulatorConfig
 from emulator.oss import images
 from emulator.oss.errors import OssError, error_xml
 from emulator.oss.imaging import STYLE_NAME, parse_process
@@ -133,6 +134,11 @@ class _Handler(BaseHTTPRequestHandler):
             elif path == PUBLIC_KEY_PATH and self.command in ("GET", "HEAD"):
                 response = Response(
                     200, {"Content-Type": "application/x-pem-file"}, emulator.public_key_pem
+                )
+            elif path == STATS_PATH and self.command in ("GET", "HEAD"):
+                stats = {"assume_role_calls": emulator.sts.assume_role_calls}
+                response = Response(
+                    200, {"Content-Type": "application/json"}, json.dumps(stats).encode()
                 )
             elif emulator.sts.is_sts_request(
                 self.command, path, request.query, request.headers.as_dict()

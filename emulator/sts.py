@@ -33,7 +33,8 @@ What this reproduces of Alibaba Cloud STS (wire facts: docs/alibaba-wire.md, STS
 
 Test hooks (for the app server's error paths; none is active by default):
 
-- `assume_role_calls`: how many AssumeRole requests arrived (whatever their outcome), thread-safe.
+- `assume_role_calls`: how many AssumeRole requests arrived (whatever their outcome), thread-safe;
+  also served as JSON at `/_emulator/stats` for app servers in other processes (a fleet).
 - `throttle_next(n)`: the next n AssumeRole calls that pass authentication fail with
   `Throttling.User` (HTTP 400), as when the account's ~100 calls/second are used up.
 - `set_failure_mode(code)`: every AssumeRole call fails with `code` until

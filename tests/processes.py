@@ -69,7 +69,7 @@ class RedisServer:
         _wait(lambda: not _accepts(self.port), f"redis-server on port {self.port} gone")
 
 
-def _postgres_bin(name: str) -> str:
+def postgres_bin(name: str) -> str:
     found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}")) or [shutil.which(name)]
     if not found[-1]:
         raise AssertionError(f"{name} not found: install PostgreSQL's server binaries")
@@ -92,7 +92,7 @@ class PostgresCluster:
             shutil.chown(self.directory, "postgres", "postgres")
         self.data = self.directory / "data"
         self._run(
-            _postgres_bin("initdb"),
+            postgres_bin("initdb"),
             *("-D", str(self.data), "-U", "postgres", "-A", "trust"),
             "--no-sync",
             "--no-instructions",
@@ -108,14 +108,14 @@ class PostgresCluster:
             f"{self.directory} -c fsync=off -c full_page_writes=off"
         )
         self._run(
-            _postgres_bin("pg_ctl"),
+            postgres_bin("pg_ctl"),
             *("-D", str(self.data), "-o", options, "-l", str(self.directory / "log"), "-w"),
             "start",
         )
 
     def stop(self) -> None:
         # Immediate: the server goes away as in a crash, dropping every connection at once.
-        self._run(_postgres_bin("pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop")
+        self._run(postgres_bin("pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop")
         _wait(lambda: not _accepts(self.port), f"PostgreSQL on port {self.port} gone")
 
     def close(self) -> None:

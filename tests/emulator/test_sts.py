@@ -39,6 +39,7 @@ from emulator.config import (
     DEFAULT_ROLE_ARN,
     DEFAULT_ROOT_ACCESS_KEY_ID,
     DEFAULT_ROOT_ACCESS_KEY_SECRET,
+    STATS_PATH,
     EmulatorConfig,
     Role,
     default_role_policy,
@@ -195,6 +196,20 @@ def test_old_sdk_assume_role_with_session_policy(endpoint, service, clock, calls
         expiration=principal.expiration,
     )
     assert format_expiration(principal.expiration) == creds["Expiration"]
+
+
+def test_the_assume_role_count_is_served_over_http_for_other_processes(emulator, endpoint):
+    # A fleet of app servers in other processes is counted here (scripts/fleet_stack.py).
+    def served() -> int:
+        with urllib.request.urlopen(emulator.endpoint + STATS_PATH, timeout=5) as response:
+            assert response.headers["Content-Type"] == "application/json"
+            return json.loads(response.read())["assume_role_calls"]
+
+    before = served()
+    assert before == emulator.sts.assume_role_calls
+    old_assume(endpoint)
+    old_error(endpoint, role_arn="acs:ram::1:role/nobody")  # refused calls count too
+    assert served() == before + 2
 
 
 def test_without_policy_the_session_gets_the_role_policy_only(endpoint, service):

@@ -1,0 +1,196 @@
+"""A fleet on one machine: app instances under gunicorn behind HAProxy, in front of a PostgreSQL
+primary and its streaming replica, a redis-server and the STS/OSS emulator, each started here on
+free ports, with every file in one temporary folder.
+
+`make fleet` (scripts/fleet.py), the fleet's tests (tests/deploy/test_fleet.py) and
+bench/fleet_bench.py start it through `Fleet.start`. Nothing shared is touched: the PostgreSQL
+cluster and the redis-server are the fleet's own, so a test may kill and restart them.
+
+Why each part is as it is:
+
+- Instances get the same environment (one SECRET_KEY: a token minted by one is honoured by the
+  other) except INSTANCE_ID; each runs in a session of its own so `kill()` takes its master and
+  workers down together, as a machine that dies does.
+- HAProxy (Debian's package) checks /healthz every half second and retries a request only when
+  the connection to an instance failed before anything was sent (always safe), or, for GET and
+  HEAD, when an instance closed without answering. When no instance is healthy it answers 503
+  with Retry-After in the project's error shape (haproxy-503.http), like the instances do.
+- The emulator runs in a process of its own; its AssumeRole count is read over HTTP
+  (/_emulator/stats), so the count covers the whole fleet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from scripts.fleet_parts import (
+    HOST,
+    ROOT,
+    EmulatorProcess,
+    Instance,
+    LoadBalancer,
+    PostgresReplica,
+    status_of,
+    wait_until,
+)
+from tests.processes import PostgresCluster, RedisServer, app_environment, free_port
+
+__all__ = ["Fleet", "wait_until"]
+
+
+@dataclass
+class Fleet:
+    directory: Path
+    redis: RedisServer
+    primary: PostgresCluster
+    replica: PostgresReplica
+    emulator: EmulatorProcess
+    env: dict[str, str]
+    instances: list[Instance] = field(default_factory=list)
+    balancer: LoadBalancer | None = None
+
+    @classmethod
+    def start(
+        cls,
+        *,
+        instances: int = 2,
+        workers: int = 2,
+        threads: int = 4,
+        env: dict[str, str] | None = None,
+        say: Callable[[str], None] = lambda _: None,
+    ) -> Fleet:
+        directory = Path(tempfile.mkdtemp(prefix="appserver-fleet-"))
+        parts: list = []
+        try:
+            say("starting redis-server, PostgreSQL and its replica, the emulator ...")
+            redis = RedisServer()
+            parts.append(redis)
+            primary = PostgresCluster()
+            parts.append(primary)
+            replica = PostgresReplica(primary)
+            parts.append(replica)
+            emulator = EmulatorProcess(directory / "emulator.log")
+            parts.append(emulator)
+            lb_port = free_port()
+            templates = directory / "policies"
+            shutil.copytree(ROOT / "policies" / "templates", templates)
+            base = app_environment(
+                SECRET_KEY=secrets.token_urlsafe(50),
+                DATABASE_URL=primary.url,
+                # Reports read from the replica where the app supports it (#13 item 5).
+                REPORTS_DATABASE_URL=replica.url,
+                REDIS_URL=redis.url,
+                STS_ENDPOINT=emulator.endpoint,
+                OSS_ENDPOINT=emulator.endpoint,
+                OSS_PUBLIC_ENDPOINT=emulator.endpoint,
+                # OSS calls back through the load balancer, as it would in production.
+                OSS_CALLBACK_URL=f"http://{HOST}:{lb_port}/api/oss/callback/",
+                OSS_CALLBACK_KEY_URL_PREFIXES=emulator.endpoint + "/_emulator/",
+                POLICY_TEMPLATES_DIR=str(templates),
+                GUNICORN_WORKERS=str(workers),
+                GUNICORN_THREADS=str(threads),
+                GUNICORN_ACCESS_LOG="",
+                **(env or {}),
+            )
+            fleet = cls(directory, redis, primary, replica, emulator, base)
+            parts = []  # from here fleet.close() cleans up
+        except BaseException:
+            for part in reversed(parts):
+                with contextlib.suppress(Exception):
+                    (part.stop if isinstance(part, RedisServer) else part.close)()
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
+        try:
+            say("migrating ...")
+            fleet.manage("migrate", "--noinput", "-v", "0")
+            for number in range(instances):
+                name = chr(ord("a") + number)
+                instance = Instance(name, base, directory / f"instance-{name}.log")
+                say(f"starting instance {name} ({workers} workers) ...")
+                instance.start()
+                fleet.instances.append(instance)
+            fleet.balancer = LoadBalancer(lb_port, fleet.instances, directory)
+        except BaseException:
+            fleet.close()
+            raise
+        return fleet
+
+    @property
+    def url(self) -> str:
+        assert self.balancer is not None
+        return self.balancer.url
+
+    def instance(self, name: str) -> Instance:
+        return next(i for i in self.instances if i.name == name)
+
+    def manage(self, *args: str, stdin: str | None = None) -> str:
+        """`manage.py <args>` against the fleet's database and Redis; returns its stdout."""
+        result = subprocess.run(  # noqa: S603 - fixed argv built here
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=self.env,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stderr[-3000:]}")
+        return result.stdout
+
+    def python(self, script: str, payload: object = None) -> object:
+        """Run `script` in Django against the fleet (`payload` is its `payload`); it sets
+        `result`, which comes back through JSON."""
+        wrapper = (
+            "import json, sys\npayload = json.loads(sys.stdin.read())\nresult = None\n"
+            + script
+            + "\nprint('FLEET-RESULT ' + json.dumps(result, default=str))\n"
+        )
+        out = self.manage("shell", "--no-imports", "-c", wrapper, stdin=json.dumps(payload))
+        line = next(x for x in out.splitlines() if x.startswith("FLEET-RESULT "))
+        return json.loads(line.removeprefix("FLEET-RESULT "))
+
+    def users(self, prefix: str, count: int) -> list[dict]:
+        """`count` new users with an access token each:
+        [{pk, username, public_id, password, access}]."""
+        script = """
+from django.contrib.auth import get_user_model
+from accounts.services import session_start
+result = []
+for number in range(payload["count"]):
+    user = get_user_model().objects.create_user(
+        username=f"{payload['prefix']}{number}", password=payload["password"]
+    )
+    result.append({
+        "pk": user.pk, "username": user.username, "public_id": str(user.public_id),
+        "password": payload["password"], "access": session_start(user=user)["access"],
+    })
+"""
+        payload = {"prefix": prefix, "count": count, "password": secrets.token_urlsafe(16)}
+        return self.python(script, payload)  # type: ignore[return-value]
+
+    def wait_healthy(self, timeout: float = 60) -> None:
+        """Every instance and the load balancer answer /healthz with 200."""
+        for url in [i.url for i in self.instances] + [self.url]:
+            wait_until(lambda u=url: status_of(u + "/healthz") == 200, f"{url} healthy", timeout)
+
+    def close(self) -> None:
+        if self.balancer is not None:
+            self.balancer.close()
+        for instance in self.instances:
+            instance.stop()
+        for close in (self.emulator.close, self.replica.close, self.primary.close):
+            with contextlib.suppress(Exception):
+                close()
+        with contextlib.suppress(Exception):
+            self.redis.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
