@@ -15,6 +15,40 @@ from tests.helpers import bearer, cache_clear
 from tokens.services import credentials_forget_local_copies
 
 
+def _estimate(item: pytest.Item) -> float:
+    marker = item.get_closest_marker("slow")
+    return float(marker.args[0]) if marker is not None else 0.0
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The schedule of a parallel run: the longest work first.
+
+    Under `--dist loadgroup --no-loadscope-reorder` (pyproject.toml) xdist hands out one unit at
+    a time in collection order: a test, or all the tests of one xdist_group. So the units are
+    sorted here by their `slow(seconds)` estimate (a group's is its tests' sum), longest first,
+    the rest after them in their usual order: a long test that started last would keep the run
+    going while the other workers sit idle. The estimates only order the run and are never
+    asserted. Every worker sorts the same collection the same way."""
+    # xdist's loadgroup keys work by node id: two items with one id would run only once. The
+    # schema test's cases (one per operation) share theirs; their names tell them apart.
+    seen: dict[str, int] = {}
+    for item in items:
+        seen[item.nodeid] = seen.get(item.nodeid, 0) + 1
+    for item in items:
+        if seen[item.nodeid] > 1 and item.name != item.nodeid.rsplit("::", 1)[-1]:
+            item._nodeid = f"{item.nodeid.rsplit('::', 1)[0]}::{item.name}"
+
+    def group(item: pytest.Item) -> object:
+        marker = item.get_closest_marker("xdist_group")
+        return (marker.args or (marker.kwargs.get("name"),))[0] if marker else item.nodeid
+
+    units: dict[object, list[pytest.Item]] = {}
+    for item in items:
+        units.setdefault(group(item), []).append(item)
+    ordered = sorted(units.values(), key=lambda unit: -sum(map(_estimate, unit)))
+    items[:] = [item for unit in ordered for item in unit]
+
+
 @pytest.fixture(autouse=True)
 def _fresh_cache():
     # Throttle counters and cached credentials (and the worker's copies of them, which live in

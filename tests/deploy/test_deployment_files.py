@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,6 +73,7 @@ def test_compose_gives_the_app_every_required_setting():
     assert "app" in environment["ALLOWED_HOSTS"].split(",")  # the callbacks' Host
 
 
+@pytest.mark.slow(7)
 def test_check_deploy_with_the_compose_environment():
     secret = "compose-test-" + "k3y" * 20
     local = {
