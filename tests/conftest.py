@@ -7,6 +7,8 @@ mocked: the app server calls the emulator over real HTTP with the official SDKs.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 from rest_framework.test import APIClient
 
@@ -29,14 +31,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     the rest after them in their usual order: a long test that started last would keep the run
     going while the other workers sit idle. The estimates only order the run and are never
     asserted. Every worker sorts the same collection the same way."""
-    # xdist's loadgroup keys work by node id: two items with one id would run only once. The
-    # schema test's cases (one per operation) share theirs; their names tell them apart.
-    seen: dict[str, int] = {}
+    # xdist's loadgroup keys work by node id, so ids must be unique and a group's tests must say
+    # their group in it ("...@fleet"). pytest 9 reads an item's id from `_id`; xdist 3.8 still
+    # appends the group to `_nodeid`, which pytest no longer reads, and schemathesis names its
+    # cases (one per operation) there too: without this, every fleet test would be its own
+    # unit, and all but one of the schema test's cases would never run.
+    ids = Counter(item.nodeid for item in items)
     for item in items:
-        seen[item.nodeid] = seen.get(item.nodeid, 0) + 1
-    for item in items:
-        if seen[item.nodeid] > 1 and item.name != item.nodeid.rsplit("::", 1)[-1]:
-            item._nodeid = f"{item.nodeid.rsplit('::', 1)[0]}::{item.name}"
+        nodeid = item.nodeid
+        if ids[nodeid] > 1 and not nodeid.endswith(f"::{item.name}"):
+            nodeid = f"{nodeid.rsplit('::', 1)[0]}::{item.name}"
+        marker = item.get_closest_marker("xdist_group")
+        if marker is not None and hasattr(config, "workerinput"):
+            nodeid += "@" + (marker.args or (marker.kwargs.get("name"),))[0]
+        if nodeid != item.nodeid:
+            item._id = type(item._id).parse(nodeid)
 
     def group(item: pytest.Item) -> object:
         marker = item.get_closest_marker("xdist_group")
