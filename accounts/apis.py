@@ -17,9 +17,18 @@ from rest_framework.response import Response
 from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
-from accounts import serializers as s
 from accounts.permissions import IsAccountHolder
 from accounts.selectors import session_list
+from accounts.serializers import (
+    LoginInputSerializer,
+    RefreshInputSerializer,
+    RegisterInputSerializer,
+    RegisterOutputSerializer,
+    SessionOutputSerializer,
+    SessionsRevokedSerializer,
+    TokenPairSerializer,
+    UserOutputSerializer,
+)
 from accounts.services import (
     session_logout,
     session_refresh,
@@ -59,9 +68,9 @@ class LoginApi(APIView):
         429: "throttled, or locked out after repeated failures for this username and address.",
     }
 
-    @extend_schema(request=s.LoginInputSerializer, responses=s.TokenPairSerializer)
+    @extend_schema(request=LoginInputSerializer, responses=TokenPairSerializer)
     def post(self, request: Request) -> Response:
-        data = s.LoginInputSerializer(data=request.data)
+        data = LoginInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         # Django's own request: django-axes records failures and locks out on it, and its
         # middleware turns a lockout into the 429 (accounts/lockout.py).
@@ -83,9 +92,9 @@ class RefreshApi(APIView):
     permission_classes = [AllowAny]
     error_responses = {401: "token_not_valid: expired, used up, revoked or of no active user."}
 
-    @extend_schema(request=s.RefreshInputSerializer, responses=s.TokenPairSerializer)
+    @extend_schema(request=RefreshInputSerializer, responses=TokenPairSerializer)
     def post(self, request: Request) -> Response:
-        data = s.RefreshInputSerializer(data=request.data)
+        data = RefreshInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         pair = session_refresh(refresh=data.validated_data["refresh"], **_client(request))
         return Response(pair)
@@ -99,9 +108,9 @@ class LogoutApi(APIView):
     permission_classes = [AllowAny]
     error_responses = {401: "token_not_valid: expired, used up, revoked or of no active user."}
 
-    @extend_schema(request=s.RefreshInputSerializer, responses={204: None})
+    @extend_schema(request=RefreshInputSerializer, responses={204: None})
     def post(self, request: Request) -> Response:
-        data = s.RefreshInputSerializer(data=request.data)
+        data = RefreshInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         session_logout(refresh=data.validated_data["refresh"])
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -110,9 +119,9 @@ class LogoutApi(APIView):
 class MeApi(APIView):
     permission_classes = [IsAccountHolder]
 
-    @extend_schema(responses=s.UserOutputSerializer)
+    @extend_schema(responses=UserOutputSerializer)
     def get(self, request: Request) -> Response:
-        return Response(s.UserOutputSerializer(request.user).data)
+        return Response(UserOutputSerializer(request.user).data)
 
 
 class RegisterApi(APIView):
@@ -124,17 +133,17 @@ class RegisterApi(APIView):
         409: "username_taken (also by a look-alike of an existing username).",
     }
 
-    @extend_schema(request=s.RegisterInputSerializer, responses={201: s.RegisterOutputSerializer})
+    @extend_schema(request=RegisterInputSerializer, responses={201: RegisterOutputSerializer})
     def post(self, request: Request) -> Response:
         if not settings.REGISTRATION_ENABLED:
             raise NotFound(
                 "Self-registration is disabled on this server.", code="registration_disabled"
             )
-        data = s.RegisterInputSerializer(data=request.data)
+        data = RegisterInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         user = user_register(**data.validated_data)
         body = {
-            "user": s.UserOutputSerializer(user).data,
+            "user": UserOutputSerializer(user).data,
             **session_start(user=user, **_client(request)),
         }
         return Response(body, status=status.HTTP_201_CREATED)
@@ -146,16 +155,16 @@ class SessionListApi(APIView):
 
     permission_classes = [IsAccountHolder]
 
-    @extend_schema(responses=s.SessionOutputSerializer(many=True))
+    @extend_schema(responses=SessionOutputSerializer(many=True))
     def get(self, request: Request) -> Response:
         current = _current_session(request)
         sessions = session_list(user=request.user)
         return Response(
-            s.SessionOutputSerializer(sessions, many=True, context={"current": current}).data
+            SessionOutputSerializer(sessions, many=True, context={"current": current}).data
         )
 
     @extend_schema(
-        operation_id="auth_sessions_revoke_others", responses={200: s.SessionsRevokedSerializer}
+        operation_id="auth_sessions_revoke_others", responses={200: SessionsRevokedSerializer}
     )
     def delete(self, request: Request) -> Response:
         ended = session_revoke_others(user=request.user, keep=_current_session(request))

@@ -10,7 +10,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts import serializers as s
 from accounts.apis import _client
 from accounts.identities import (
     guest_create,
@@ -22,13 +21,21 @@ from accounts.identities import (
 from accounts.models import ExternalIdentity
 from accounts.oidc import oidc_verify
 from accounts.permissions import IsActiveAccount
+from accounts.serializers import (
+    IdentityOutputSerializer,
+    OidcInputSerializer,
+    RegisterInputSerializer,
+    RegisterOutputSerializer,
+    SignInOutputSerializer,
+    UserOutputSerializer,
+)
 from accounts.services import session_start
 from accounts.throttles import GuestThrottle, OidcThrottle
 from appserver.errors import NotFound
 
 
 def _verified(request: Request):
-    data = s.OidcInputSerializer(data=request.data)
+    data = OidcInputSerializer(data=request.data)
     data.is_valid(raise_exception=True)
     return oidc_verify(
         provider_name=data.validated_data["provider"],
@@ -44,12 +51,12 @@ class OidcExchangeApi(APIView):
     permission_classes = [AllowAny]
     throttle_classes = [OidcThrottle]
 
-    @extend_schema(request=s.OidcInputSerializer, responses=s.SignInOutputSerializer)
+    @extend_schema(request=OidcInputSerializer, responses=SignInOutputSerializer)
     def post(self, request: Request) -> Response:
         identity = _verified(request)
         user, created = identity_sign_in(identity=identity)
         body = {
-            "user": s.UserOutputSerializer(user).data,
+            "user": UserOutputSerializer(user).data,
             "created": created,
             **session_start(user=user, **_client(request)),
         }
@@ -60,17 +67,17 @@ class OidcLinkApi(APIView):
     permission_classes = [IsActiveAccount]
     throttle_classes = [OidcThrottle]
 
-    @extend_schema(request=s.OidcInputSerializer, responses={201: s.IdentityOutputSerializer})
+    @extend_schema(request=OidcInputSerializer, responses={201: IdentityOutputSerializer})
     def post(self, request: Request) -> Response:
         linked = identity_link(user=request.user, identity=_verified(request))
-        return Response(s.IdentityOutputSerializer(linked).data, status=status.HTTP_201_CREATED)
+        return Response(IdentityOutputSerializer(linked).data, status=status.HTTP_201_CREATED)
 
 
 class IdentityListApi(APIView):
-    @extend_schema(responses=s.IdentityOutputSerializer(many=True))
+    @extend_schema(responses=IdentityOutputSerializer(many=True))
     def get(self, request: Request) -> Response:
         identities = ExternalIdentity.objects.filter(user=request.user).order_by("pk")
-        return Response(s.IdentityOutputSerializer(identities, many=True).data)
+        return Response(IdentityOutputSerializer(identities, many=True).data)
 
 
 class IdentityDetailApi(APIView):
@@ -88,13 +95,13 @@ class GuestApi(APIView):
     throttle_classes = [GuestThrottle]
     error_responses = {404: "guests_disabled: guest accounts are off on this server."}
 
-    @extend_schema(request=None, responses={201: s.RegisterOutputSerializer})
+    @extend_schema(request=None, responses={201: RegisterOutputSerializer})
     def post(self, request: Request) -> Response:
         if not settings.GUEST_ENABLED:
             raise NotFound("Guest accounts are disabled on this server.", code="guests_disabled")
         user = guest_create()
         body = {
-            "user": s.UserOutputSerializer(user).data,
+            "user": UserOutputSerializer(user).data,
             **session_start(user=user, **_client(request)),
         }
         return Response(body, status=status.HTTP_201_CREATED)
@@ -106,9 +113,9 @@ class GuestUpgradeApi(APIView):
     permission_classes = [IsActiveAccount]
     error_responses = {409: "not_a_guest, or username_taken."}
 
-    @extend_schema(request=s.RegisterInputSerializer, responses=s.UserOutputSerializer)
+    @extend_schema(request=RegisterInputSerializer, responses=UserOutputSerializer)
     def post(self, request: Request) -> Response:
-        data = s.RegisterInputSerializer(data=request.data)
+        data = RegisterInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         user = guest_set_password(user=request.user, **data.validated_data)
-        return Response(s.UserOutputSerializer(user).data)
+        return Response(UserOutputSerializer(user).data)

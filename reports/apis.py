@@ -23,7 +23,7 @@ class _ReportSchema(AutoSchema):
 
 
 class ReportApi(APIView):
-    """One report of reports/selectors.py; which one is fixed per route (`report_name`)."""
+    """One report of reports/selectors/; which one is fixed per route (`report_name`)."""
 
     permission_classes = [IsAdminUser]
     report_name: str = ""

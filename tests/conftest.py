@@ -7,12 +7,55 @@ mocked: the app server calls the emulator over real HTTP with the official SDKs.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 from rest_framework.test import APIClient
 
 from tests.factories import PASSWORD, UserFactory
 from tests.helpers import bearer, cache_clear
 from tokens.services import credentials_forget_local_copies
+
+
+def _estimate(item: pytest.Item) -> float:
+    marker = item.get_closest_marker("slow")
+    return float(marker.args[0]) if marker is not None else 0.0
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The schedule of a parallel run: the longest work first.
+
+    Under `--dist loadgroup --no-loadscope-reorder` (pyproject.toml) xdist hands out one unit at
+    a time in collection order: a test, or all the tests of one xdist_group. So the units are
+    sorted here by their `slow(seconds)` estimate (a group's is its tests' sum), longest first,
+    the rest after them in their usual order: a long test that started last would keep the run
+    going while the other workers sit idle. The estimates only order the run and are never
+    asserted. Every worker sorts the same collection the same way."""
+    # xdist's loadgroup keys work by node id, so ids must be unique and a group's tests must say
+    # their group in it ("...@fleet"). pytest 9 reads an item's id from `_id`; xdist 3.8 still
+    # appends the group to `_nodeid`, which pytest no longer reads, and schemathesis names its
+    # cases (one per operation) there too: without this, every fleet test would be its own
+    # unit, and all but one of the schema test's cases would never run.
+    ids = Counter(item.nodeid for item in items)
+    for item in items:
+        nodeid = item.nodeid
+        if ids[nodeid] > 1 and not nodeid.endswith(f"::{item.name}"):
+            nodeid = f"{nodeid.rsplit('::', 1)[0]}::{item.name}"
+        marker = item.get_closest_marker("xdist_group")
+        if marker is not None and hasattr(config, "workerinput"):
+            nodeid += "@" + (marker.args or (marker.kwargs.get("name"),))[0]
+        if nodeid != item.nodeid:
+            item._id = type(item._id).parse(nodeid)
+
+    def group(item: pytest.Item) -> object:
+        marker = item.get_closest_marker("xdist_group")
+        return (marker.args or (marker.kwargs.get("name"),))[0] if marker else item.nodeid
+
+    units: dict[object, list[pytest.Item]] = {}
+    for item in items:
+        units.setdefault(group(item), []).append(item)
+    ordered = sorted(units.values(), key=lambda unit: -sum(map(_estimate, unit)))
+    items[:] = [item for unit in ordered for item in unit]
 
 
 @pytest.fixture(autouse=True)

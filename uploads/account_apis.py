@@ -13,7 +13,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts import apis as accounts_apis
-from accounts import serializers as s
+from accounts.serializers import (
+    EraseInputSerializer,
+    ErasureOutputSerializer,
+)
 from uploads.erasure import account_erase_checked, account_export
 
 
@@ -28,12 +31,12 @@ class MeApi(accounts_apis.MeApi):
 
     @extend_schema(
         operation_id="auth_me_erase",
-        request=s.EraseInputSerializer,
-        responses={200: s.ErasureOutputSerializer, 202: s.ErasureOutputSerializer},
+        request=EraseInputSerializer,
+        responses={200: ErasureOutputSerializer, 202: ErasureOutputSerializer},
     )
     def delete(self, request: Request) -> Response:
         """Erase the account: needs the password, or a sign-in within the last few minutes."""
-        data = s.EraseInputSerializer(data=request.data)
+        data = EraseInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         erasure = account_erase_checked(
             user=request.user,
@@ -42,7 +45,7 @@ class MeApi(accounts_apis.MeApi):
         )
         done = erasure.state == erasure.State.DONE
         return Response(
-            s.ErasureOutputSerializer(erasure).data,
+            ErasureOutputSerializer(erasure).data,
             status=status.HTTP_200_OK if done else status.HTTP_202_ACCEPTED,
         )
 

@@ -119,7 +119,7 @@ class Upload(models.Model):
             # The user's own list: newest first, keyset (cursor) pagination.
             models.Index(fields=["owner", "-created_at", "-id"], name="upload_owner_created_idx"),
             models.Index(fields=["content_type", "created_at"], name="upload_type_created_idx"),
-            # Reports (reports/selectors.py): activity over a date range read from the index
+            # Reports (reports/selectors/): activity over a date range read from the index
             # alone (index-only scans, a fifth of the heap's size at 1M rows).
             models.Index(
                 fields=["created_at"],

@@ -9,7 +9,6 @@ from dataclasses import replace
 from urllib.parse import unquote
 
 from emulator.oss import imaging, xmlbody
-from emulator.oss.auth import parse_http_date
 from emulator.oss.checksums import content_md5_of, etag_of
 from emulator.oss.errors import OssError, invalid_argument, invalid_request
 from emulator.oss.pipeline import (
@@ -22,6 +21,7 @@ from emulator.oss.pipeline import (
     url_encoder,
     xml,
 )
+from emulator.oss.signing import parse_http_date
 from emulator.oss.storage import ObjectRecord
 from emulator.oss.wire import Request, Response
 from emulator.oss.writes import authorize_write

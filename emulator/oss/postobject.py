@@ -16,11 +16,12 @@ import re
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from emulator.oss.auth import MAX_SKEW_SECONDS, invalid_v4, parse_iso_basic, v4_signing_key
+from emulator.oss.auth import MAX_SKEW_SECONDS, invalid_v4
 from emulator.oss.checksums import content_md5_of, etag_of
 from emulator.oss.errors import OssError, access_denied, invalid_argument
 from emulator.oss.keys import check_key, guess_content_type
 from emulator.oss.postpolicy import Policy, check_policy, check_v4_policy_fields, decode_policy
+from emulator.oss.signing import parse_iso_basic, v4_signing_key
 from emulator.oss.storage import ObjectRecord
 from emulator.oss.wire import BodyReader, Request, Response
 from emulator.oss.writes import authorize_write

@@ -37,6 +37,7 @@ def production_env() -> dict[str, str]:
     }
 
 
+@pytest.mark.slow(3)
 def test_check_deploy_passes_without_warnings(production_env):
     result = run_manage("check", "--deploy", "--fail-level", "WARNING", env=production_env)
     assert result.returncode == 0, result.stdout + result.stderr

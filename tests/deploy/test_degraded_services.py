@@ -22,6 +22,8 @@ from scripts.demo_client import run_demo
 from tests.processes import AppServer, PostgresCluster, RedisServer, app_environment
 from tests.uploads.conftest import Live, callback_body
 
+pytestmark = [pytest.mark.slow(20), pytest.mark.xdist_group("degraded_services")]
+
 TIMEOUT = 15
 PASSWORD = "a-long-test-password-1"
 _names = itertools.count()

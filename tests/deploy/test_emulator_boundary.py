@@ -12,6 +12,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = [pytest.mark.slow(3)]
+
 REPO = Path(__file__).resolve().parents[2]
 CONSUMERS = {"emulator", "tests", "bench"}
 NOT_SOURCE = {".venv", "node_modules", "var", "staticfiles", "build", ".git"}

@@ -27,7 +27,7 @@ from scripts import fleet_parts
 from scripts.fleet_stack import Fleet, wait_until
 
 # One fleet for the module: its tests run on one pytest-xdist worker (pyproject's --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("fleet")
+pytestmark = [pytest.mark.xdist_group("fleet"), pytest.mark.slow(12)]
 
 TIMEOUT = 20
 # The per-user credentials rate of this fleet: high enough for every test's traffic, exact in

@@ -20,6 +20,8 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from accounts.services import session_start
 
+pytestmark = [pytest.mark.slow(4)]
+
 # About 15 cases for each of the ~24 operations: a few hundred requests, bounded for CI.
 EXAMPLES_PER_OPERATION = 15
 

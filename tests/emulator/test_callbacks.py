@@ -1,4 +1,4 @@
-"""OSS upload callbacks (emulator/callbacks.py, emulator/oss/images.py): parsing, rendering, image
+"""OSS upload callbacks (emulator/callbacks/, emulator/oss/images.py): parsing, rendering, image
 headers, and real signed POSTs to a loopback receiver, verified the way the app server verifies
 them."""
 

@@ -3,7 +3,10 @@ working `python -m emulator` that serves STS and OSS to the official SDKs, with 
 app server (no Django, no project checkout on the path).
 
 The install resolves the emulator's dependencies (cryptography, crcmod, Pillow, setuptools for the
-build) the way any user's pip does: from the configured index and pip's cache.
+build, in pip's isolated build environment) the way any user's pip does: from the configured index
+and pip's cache. The test's own pip installs into the new environment (`pip --python`), which is
+made without a pip of its own: a copy of pip there would only cost the time to install it, and
+would prove nothing about the emulator.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import venv
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,6 +24,8 @@ import oss2
 import pytest
 
 from tests.emulator.conftest import assume_role, sts_bucket, user_policy
+
+pytestmark = [pytest.mark.slow(15), pytest.mark.xdist_group("standalone_install")]
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -34,11 +40,15 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copytree(REPO / "emulator", source / "emulator", ignore=ignore)
     shutil.copytree(REPO / "policies", source / "policies", ignore=ignore)
     env_dir = root / "venv"
-    venv.EnvBuilder(with_pip=True).create(env_dir)
+    venv.EnvBuilder(with_pip=False).create(env_dir)
     python = env_dir / "bin" / "python"
+    # --no-compile: the bytecode of Pillow's and cryptography's modules is written when they
+    # are imported, not all of it up front.
+    pip = [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-compile"]
     subprocess.run(
-        [python, "-m", "pip", "install", "--quiet", "./emulator"],
+        [*pip, "--quiet", "./emulator"],
         cwd=source,
+        env=_clean_env(),
         check=True,
         timeout=600,
     )

@@ -166,6 +166,7 @@ def test_clear_errors(user, args, message):
     assert caught.value.returncode == 2
 
 
+@pytest.mark.slow(6)
 @pytest.mark.django_db(transaction=True)
 def test_exit_status_says_allowed_or_denied(user, other_user):
     """Like grep: 0 allowed, 1 denied, 2 error, so a script can branch on the decision."""

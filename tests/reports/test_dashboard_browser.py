@@ -18,6 +18,8 @@ from tests.factories import StorageUsageFactory, UserFactory
 from tests.reports.conftest import make_upload
 from tests.webclient.conftest import headless_chromium
 
+pytestmark = [pytest.mark.slow(5)]
+
 URL = "/admin/reports/reportsdashboard/"
 
 

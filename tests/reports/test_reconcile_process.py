@@ -21,7 +21,7 @@ from reports.models import ReconciliationRun
 from tests.helpers import LocalServer
 from tests.processes import ROOT, database_url, free_port, run_manage
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow(5)]
 
 
 def _env(**extra: str) -> dict[str, str]:

@@ -124,6 +124,7 @@ def _edited(ticket: dict, victim_key: str, callback_url: str) -> dict:
     return {**ticket["headers"], "x-oss-callback": encoded}
 
 
+@pytest.mark.slow(12)
 def test_the_store_and_the_bucket_agree_after_faults(faulty):
     live, relay, proxy, rng = faulty
     users = [UserFactory() for _ in range(4)]

@@ -1,4 +1,4 @@
-"""The server's OSS client reads the proxy variables once, when it is built (uploads/oss.py):
+"""The server's OSS client reads the proxy variables once, when it is built (uploads/oss/client.py):
 HTTP_PROXY still routes its requests, NO_PROXY still exempts hosts."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""HeadObject's own transport (uploads/oss.py `_Session`): oss2 signs the request and reads the
-answer; the bytes go over one kept-alive http.client connection per thread. Against the emulator
-(signature checked there) and against small local servers that misbehave on purpose."""
+"""HeadObject's own transport (uploads/oss/client.py `_Session`): oss2 signs the request and
+reads the answer; the bytes go over one kept-alive http.client connection per thread. Against the
+emulator (signature checked there) and against small local servers that misbehave on purpose."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from tests.factories import PASSWORD, UserFactory
 from tests.webclient.conftest import headless_chromium
 from uploads.models import Upload
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow(5)]
 
 # Injected by Playwright before any page script, outside the page's CSP.
 RECORD_VIOLATIONS = """

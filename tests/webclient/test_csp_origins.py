@@ -15,6 +15,7 @@ def _img_src(response) -> list[str]:
     return directives["img-src"].split()
 
 
+@pytest.mark.slow(4)
 @pytest.mark.django_db
 def test_the_upload_page_loads_thumbnails_from_the_variant_cdn(client, settings):
     settings.OSS_PUBLIC_ENDPOINT = "https://oss-cn-hangzhou.aliyuncs.com"

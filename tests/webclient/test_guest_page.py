@@ -10,6 +10,8 @@ from scripts.demo_client import demo_png
 from tests.webclient.conftest import headless_chromium
 from uploads.models import Upload
 
+pytestmark = [pytest.mark.slow(6)]
+
 
 @pytest.fixture
 def page_url(alibaba, live_server, settings) -> str:

@@ -196,6 +196,7 @@ def _signed_upload(base_url: str, password: str, mode: str) -> dict:
     return response.json()
 
 
+@pytest.mark.slow(25)
 def test_make_run_serves_the_demo_stops_cleanly_and_reuses_its_state(tmp_path, chromium_path):
     app_port, emulator_port = free_port(), free_port()
     base_url = f"http://127.0.0.1:{app_port}"

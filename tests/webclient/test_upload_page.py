@@ -15,6 +15,8 @@ from tests.factories import PASSWORD, UserFactory
 from tests.webclient.conftest import headless_chromium
 from uploads.models import Upload
 
+pytestmark = [pytest.mark.slow(6)]
+
 SCREENSHOT = Path("/tmp/webclient-upload-page.png")
 
 

@@ -14,7 +14,7 @@ from tests.factories import PASSWORD, UserFactory
 from tests.webclient.conftest import headless_chromium
 from uploads.models import CallbackRefusal, Upload, UploadTicket
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow(5)]
 
 
 @pytest.fixture

@@ -87,8 +87,9 @@ def accept_at_once(
     now: datetime,
 ) -> Upload | None:
     """The recorded upload if this callback is accepted at once (PostgreSQL); None when the
-    ticket-locked path must decide. Accepts only what that path would accept too: the checks
-    of `_check` and `_decide_locked` that need no row are made here, the others in the SQL."""
+    ticket-locked path (`callback_decide_locked`) must decide. Accepts only what that path
+    would accept too: the rules of rules.py that need no row are checked here, the others in
+    the SQL."""
     if connection.vendor != "postgresql":
         return None
     if settings.UPLOAD_CALLBACK_HEAD_CHECK and real is None and mode == Mode.STS:

@@ -152,15 +152,25 @@ def callback_decide(
     record the object `facts` describe (`real`: OSS's HeadObject of it, if made) or refuse it.
     Idempotent: a replay, or a second path racing the first, gets the same answer and row."""
     claims = token_claims(facts.token)
-    ticket_id, mode = claims if claims is not None else (None, Mode.STS)
-    if ticket_id is not None:
+    if claims is not None:
+        ticket_id, mode = claims
         upload = accept_at_once(
             ticket_id=ticket_id, mode=mode, facts=facts, real=real, bucket=bucket, now=now
         )
         if upload is not None:
             return CallbackAnswer(True, upload_answer(upload))
-    # Anything else (a refusal, a replay, a first upload without a usage row yet, SQLite) is
-    # decided with the ticket locked, step by step.
+    return callback_decide_locked(facts=facts, real=real, bucket=bucket, now=now)
+
+
+def callback_decide_locked(
+    *, facts: CallbackFacts, real: oss.ObjectInfo | None, bucket: str, now: datetime
+) -> CallbackAnswer:
+    """`callback_decide` step by step with the ticket locked: every case, and the only path for
+    anything `accept_at_once` leaves (a refusal, a replay, a first upload without a usage row
+    yet, SQLite). The fast path may accept only what this accepts, with the same rows
+    (tests/uploads/test_accept_rules.py runs every rule through both)."""
+    claims = token_claims(facts.token)
+    ticket_id, mode = claims if claims is not None else (None, Mode.STS)
     with transaction.atomic():
         # Lock order here: the ticket, then its owner's usage row. Everyone else locks usage
         # first but skips locked tickets (expiry), so the two orders cannot deadlock.
@@ -255,7 +265,7 @@ def _decide_locked(
     else:
         verdict = callback_refusal(ticket=ticket, facts=facts, real=real, now=now)
     if verdict is None:
-        upload = _upload_new(ticket=ticket, facts=facts, real=real)
+        upload = _upload_new(ticket=ticket, facts=facts, real=real, now=now)
         accepted = _accept(ticket=ticket, upload=upload, now=now)
         if not accepted:
             # Over quota, or no usage row yet: create it if missing (locked), then check again.
@@ -285,10 +295,10 @@ def _decide_locked(
 
 
 def _upload_new(
-    *, ticket: UploadTicket, facts: CallbackFacts, real: oss.ObjectInfo | None
+    *, ticket: UploadTicket, facts: CallbackFacts, real: oss.ObjectInfo | None, now: datetime
 ) -> Upload:
-    """The upload a ticket's callback records (not saved yet)."""
-    now = timezone.now()
+    """The upload a ticket's callback records (not saved yet), as of the decision's `now`, as
+    the fast path's statement records it."""
     return Upload(
         owner_id=ticket.owner_id,
         ticket_id=ticket.pk,

@@ -1,50 +1,10 @@
-"""Reconciliation: compare the bucket with the metadata store, both ways, and repair.
-
-Scope. Only keys under the managed root are ever listed, read or deleted: the part of
-STORAGE_PREFIX_TEMPLATE before ``{user_public_id}`` ("users/"). ListObjects is always called with
-a prefix at or below that root, so a foreign key ("other/x.txt", "users-archive/y") is never
-even seen. `--prefix` may narrow the run (one user's prefix, or part of one), never widen it.
-
-Walk. The scope is listed once, flat, in key order (ListObjects pages of RECONCILE_PAGE_SIZE
-keys, marker pagination): one request per 1000 keys however many users there are. A user's keys
-are contiguous in that order, so each user's rows are loaded when their first key shows up and
-settled when their last one has passed; users with active rows but no object at all are settled
-at the end. Compared both ways:
-
-- object, no row, inside a known user's prefix  -> stray_object: adopt (row from a HEAD, usage
-  counted) or delete, per RECONCILE_STRAY_OBJECTS; beyond the quota, or of a type no ticket
-  allows, it is deleted either way. Objects younger than RECONCILE_GRACE_SECONDS
-  or named by a still-valid ticket are left alone: their callback may be on its way.
-- object under the root that belongs to no user -> unowned_object: reported; deleted only with
-  RECONCILE_STRAY_OBJECTS="delete".
-- active row, no object                          -> missing_object: marked missing, usage
-  released (confirmed by a HEAD first: the row was read before the listing, so a delete that
-  happened in between is told apart from a lost object).
-- row marked missing whose object is back        -> reappeared_object: active again, counted.
-- row deleted whose object remains               -> deleted_still_stored: the object is deleted
-  (its owner asked for that and no longer pays for it).
-- active row whose object differs in size or ETag -> changed_object: checked with a HEAD and
-  repaired by uploads.services.repairs.upload_verify (the row follows the object, or the upload is
-  refused and removed, as its callback would have been).
-- ticket still "issued" past expiry + grace      -> expired_ticket: expired, reservation freed.
-
-Safety. Dry run by default: findings are recorded on a ReconciliationRun (so the admin shows
-them) but nothing else changes. With apply, each repair is its own transaction taking the same
-locks in the same order as the upload services (the owner's StorageUsage row, then the row), and
-re-checks the state it saw, so a run can be interrupted and started again at any time and a
-second run finds nothing left to do.
-
-This module only decides; the repairs of rows are the uploads services, which own the lock
-order: upload_adopt, upload_set_missing (missing, or active again) and ticket_expire (one ticket:
-tickets_expire would expire every overdue ticket of every user, which a run narrowed by
---prefix must not do). Deleting an object is uploads.oss's.
-"""
+"""The run itself: list the bucket and read the store side by side, user by user, record each
+finding, and repair it with the upload services when applying."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
@@ -54,8 +14,15 @@ from django.utils import timezone
 
 from accounts.models import User
 from accounts.selectors import user_storage_prefix
-from appserver.errors import AppError, InvalidInput
+from appserver.errors import AppError
 from reports.models import ReconciliationFinding, ReconciliationRun
+from reports.reconciliation.scope import (
+    _COUNTER,
+    _REPAIRED,
+    ReconcileProgress,
+    managed_root,
+    reconcile_prefix_validate,
+)
 from uploads import oss
 from uploads.models import StorageUsage, Upload, UploadTicket
 from uploads.services import repairs, ticket_expire, upload_adopt, upload_set_missing
@@ -65,57 +32,6 @@ logger = logging.getLogger(__name__)
 Kind = ReconciliationFinding.Kind
 Action = ReconciliationFinding.Action
 Progress = Callable[["ReconcileProgress"], None]
-
-_COUNTER = {
-    Kind.STRAY_OBJECT: "stray_objects",
-    Kind.UNOWNED_OBJECT: "unowned_objects",
-    Kind.MISSING_OBJECT: "missing_objects",
-    Kind.EXPIRED_TICKET: "expired_tickets",
-    Kind.REAPPEARED_OBJECT: "other_findings",
-    Kind.DELETED_STILL_STORED: "other_findings",
-    Kind.CHANGED_OBJECT: "other_findings",
-}
-_REPAIRED = {
-    Action.ADOPTED,
-    Action.DELETED,
-    Action.MARKED_MISSING,
-    Action.EXPIRED,
-    Action.RESTORED,
-    Action.REPAIRED,
-    Action.REFUSED,
-}
-
-
-@dataclass
-class ReconcileProgress:
-    units_done: int = 0  # users settled
-    units_total: int = 0  # objects the store expects (active rows in scope), for the bar
-    objects_listed: int = 0
-    rows_checked: int = 0
-    findings: int = 0
-    skipped_recent: int = 0
-
-
-def managed_root() -> str:
-    """The part of STORAGE_PREFIX_TEMPLATE before the user id: every managed key starts so."""
-    return settings.STORAGE_PREFIX_TEMPLATE.partition("{user_public_id}")[0]
-
-
-def reconcile_prefix_validate(*, prefix: str | None) -> str:
-    """The prefix a run covers: the managed root, or a narrower prefix inside it."""
-    root = managed_root()
-    if not prefix:
-        return root
-    if not prefix.startswith(root) or ".." in prefix.split("/"):
-        raise InvalidInput(
-            f"--prefix must lie inside the managed prefix {root!r}: this server never lists or "
-            "touches keys outside it.",
-            fields={"prefix": ["Outside the managed prefix."]},
-        )
-    return prefix
-
-
-# --- The run -----------------------------------------------------------------------------------
 
 
 class _Reconciler:

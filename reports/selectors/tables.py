@@ -1,31 +1,10 @@
-"""Report queries over the metadata store and the credential ledger: the ONE implementation
-behind `manage.py report`, the staff API under /api/reports/ and the admin dashboard.
-
-What counts (decided here, once):
-- "Stored" reports (`usage`, `content-types`) count what takes space now: active uploads only.
-  A *missing* upload's object is gone from the bucket and a *deleted* one was removed by its
-  owner; neither occupies storage nor counts against a quota.
-- "Activity" reports (`uploads-daily/weekly/monthly`, `top-uploaders`) count every upload
-  recorded in the period whatever its status today, so history does not change when a file is
-  deleted later.
-- Dates are UTC days; `date_from`/`date_to` are inclusive and filter on the row's `created_at`.
-
-How they stay fast on millions of rows (EXPLAINs in docs and bench/reports_bench.py):
-- Unfiltered usage reads the per-user counters in `StorageUsage` (maintained by the upload
-  services and reconciliation), so one user's summary costs the same at 10k or 10M rows; the
-  last upload comes from the (owner, -created_at, -id) index, newest row first.
-- Activity over a date range is read from the covering index (created_at) INCLUDE (owner,
-  size, status, content_type) alone (index-only scans; uploads migration 0003, which also gives
-  PostgreSQL statistics on the day/week/month expressions so it plans a small hash aggregate).
-  Counting with COUNT(*) rather than COUNT(id) keeps those scans index-only.
-- Refusals and credential grants are range scans on their created_at indexes.
-"""
+"""The reports, one function each, and REPORTS, the registry the command, the API and the
+dashboard read."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, fields, replace
-from datetime import date, datetime, time, timedelta
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from django.apps import apps
@@ -34,122 +13,27 @@ from django.db.models import (
     Max,
     OuterRef,
     Q,
-    QuerySet,
     Subquery,
     Sum,
-    Value,
 )
-from django.db.models.functions import Coalesce, TruncDay, TruncMonth, TruncWeek
-from django.utils import timezone
+from django.db.models.functions import TruncDay, TruncMonth, TruncWeek
 
 from accounts.models import User
+from reports.selectors.filters import (
+    ContentTypeRow,
+    CredentialsRow,
+    PeriodRow,
+    RefusalRow,
+    ReportFilters,
+    TopUploaderRow,
+    UsageRow,
+    _content_type_q,
+    _day,
+    _in_range,
+    _limit,
+    _uploads,
+)
 from uploads.models import CallbackRefusal, StorageUsage, Upload
-
-DEFAULT_LIMITS = {"usage": 100, "top-uploaders": 10}
-MAX_LIMIT = 10_000
-
-
-@dataclass(frozen=True)
-class ReportFilters:
-    date_from: date | None = None
-    date_to: date | None = None  # inclusive
-    user: User | None = None
-    content_type: str | None = None  # exact, or a family such as "image/*"
-    limit: int | None = None
-
-
-# --- Row types -----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class UsageRow:
-    user_id: int
-    username: str
-    public_id: str
-    objects: int
-    bytes: int
-    last_upload_at: datetime | None
-
-
-@dataclass(frozen=True)
-class PeriodRow:
-    period: date
-    uploads: int
-    bytes: int
-
-
-@dataclass(frozen=True)
-class ContentTypeRow:
-    content_type: str
-    objects: int
-    bytes: int
-
-
-@dataclass(frozen=True)
-class TopUploaderRow:
-    user_id: int
-    username: str
-    public_id: str
-    uploads: int
-    bytes: int
-
-
-@dataclass(frozen=True)
-class RefusalRow:
-    reason: str
-    label: str
-    refusals: int
-
-
-@dataclass(frozen=True)
-class CredentialsRow:
-    day: date
-    grants: int
-    users: int
-
-
-# --- Helpers -------------------------------------------------------------------------------
-def _bounds(filters: ReportFilters) -> tuple[datetime | None, datetime | None]:
-    tz = timezone.get_current_timezone()
-    start = datetime.combine(filters.date_from, time.min, tzinfo=tz) if filters.date_from else None
-    end = (
-        datetime.combine(filters.date_to + timedelta(days=1), time.min, tzinfo=tz)
-        if filters.date_to
-        else None
-    )
-    return start, end
-
-
-def _in_range(qs: QuerySet, filters: ReportFilters, column: str = "created_at") -> QuerySet:
-    start, end = _bounds(filters)
-    if start is not None:
-        qs = qs.filter(**{f"{column}__gte": start})
-    if end is not None:
-        qs = qs.filter(**{f"{column}__lt": end})
-    return qs
-
-
-def _content_type_q(content_type: str, column: str = "content_type") -> Q:
-    if content_type.endswith("/*"):
-        return Q(**{f"{column}__startswith": content_type[:-1]})
-    return Q(**{column: content_type})
-
-
-def _uploads(filters: ReportFilters, *, active_only: bool) -> QuerySet[Upload]:
-    qs = Upload.objects.all()
-    if active_only:
-        qs = qs.filter(status=Upload.Status.ACTIVE)
-    if filters.user is not None:
-        qs = qs.filter(owner=filters.user)
-    if filters.content_type:
-        qs = qs.filter(_content_type_q(filters.content_type))
-    return _in_range(qs, filters)
-
-
-def _limit(filters: ReportFilters, name: str) -> int:
-    return min(filters.limit or DEFAULT_LIMITS[name], MAX_LIMIT)
-
-
-def _day(value: datetime | date) -> date:
-    return value.date() if isinstance(value, datetime) else value
 
 
 # --- Reports -------------------------------------------------------------------------------
@@ -379,54 +263,3 @@ def report_unsupported_filters(*, spec: ReportSpec, given: Iterable[str]) -> lis
 def user_for_report(*, ref: str) -> User | None:
     """A user named by username or public id (staff tooling; not an end-user lookup)."""
     return User.objects.filter(Q(username=ref) | Q(public_id=ref)).first()
-
-
-# --- Dashboard -----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class DashboardFigures:
-    users_with_uploads: int
-    objects_stored: int
-    bytes_stored: int
-    bytes_reserved: int
-    uploads_in_period: int
-    bytes_in_period: int
-    refusals_in_period: int
-    credentials_in_period: int
-    days: int
-    daily: list[PeriodRow]  # one row per day of the period, zeros included
-    top_uploaders: list[TopUploaderRow]
-    content_types: list[ContentTypeRow]
-
-
-def dashboard_figures(*, days: int = 30, today: date | None = None) -> DashboardFigures:
-    """The admin dashboard's main figures: storage now, and activity over the last `days`."""
-    today = today or timezone.localdate()
-    period = ReportFilters(date_from=today - timedelta(days=days - 1), date_to=today)
-    totals = StorageUsage.objects.aggregate(
-        users=Count("user_id", filter=Q(objects_used__gt=0)),
-        objects=Coalesce(Sum("objects_used"), Value(0)),
-        bytes=Coalesce(Sum("bytes_used"), Value(0)),
-        reserved=Coalesce(Sum("bytes_reserved"), Value(0)),
-    )
-    by_day = {r.period: r for r in report_uploads_daily(filters=period)}
-    daily = []
-    for offset in range(days):
-        day = period.date_from + timedelta(days=offset)  # type: ignore[operator]
-        daily.append(by_day.get(day, PeriodRow(period=day, uploads=0, bytes=0)))
-    refusals = _in_range(CallbackRefusal.objects.all(), period).count()
-    grant = apps.get_model("tokens", "CredentialGrant")
-    credentials = _in_range(grant.objects.all(), period).count()
-    return DashboardFigures(
-        users_with_uploads=totals["users"],
-        objects_stored=totals["objects"],
-        bytes_stored=totals["bytes"],
-        bytes_reserved=totals["reserved"],
-        uploads_in_period=sum(r.uploads for r in daily),
-        bytes_in_period=sum(r.bytes for r in daily),
-        refusals_in_period=refusals,
-        credentials_in_period=credentials,
-        days=days,
-        daily=daily,
-        top_uploaders=report_top_uploaders(filters=replace(period, limit=5)),
-        content_types=report_content_types(filters=ReportFilters()),
-    )
