@@ -9,12 +9,40 @@ each worker its own test database).
 """
 
 import os
+import subprocess
+import sys
+from pathlib import Path
+
+# The reports' replica (REPORTS_DATABASE_URL) is real: a streaming replica of the test server.
+# .ci/run starts it; otherwise the first process to get here starts it with the same script
+# (seconds, once; later calls reuse it in milliseconds) and its children inherit the URL.
+if not os.environ.get("REPORTS_DATABASE_URL") and os.environ.get("DATABASE_URL", "").startswith(
+    "postgres"
+):
+    _made = subprocess.run(
+        [sys.executable, str(Path(__file__).parent.parent / "scripts" / "replica.py")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if _made.returncode:
+        raise RuntimeError(f"The reports replica could not be started:\n{_made.stderr}")
+    os.environ["REPORTS_DATABASE_URL"] = _made.stdout.strip()
 
 from appserver.settings import *  # noqa: F403
-from appserver.settings import CACHES
+from appserver.settings import CACHES, DATABASES
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 _WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
 for _alias in CACHES.values():
     _alias["KEY_PREFIX"] = f"test-{_WORKER}"
+
+if "reports" in DATABASES:
+    # The replica's copy of each worker's test database has the primary's name (pytest-django
+    # suffixes both aliases alike); appserver/db/replica/base.py waits for it to arrive.
+    DATABASES["reports"]["NAME"] = DATABASES["default"]["NAME"]
+# Reports read the primary unless a test takes the `replica` fixture (tests/reports/):
+# the replica only shows committed rows, and most report tests write theirs in a transaction
+# that is rolled back.
+REPORTS_DATABASE = None
