@@ -38,11 +38,14 @@ _reading_from: ContextVar[str | None] = ContextVar("reports_reading_from", defau
 # the last replayed commit (it grows while the primary is unreachable: the replica cannot know
 # what it missed). NULL before the first replayed commit: unknown, treated as too stale.
 # A server not in recovery is a primary (a promoted replica): current by definition.
+# pg_stat_wal_receiver shows its status only to roles with pg_read_all_stats; to others its row
+# (a WAL receiver runs) with a NULL status, taken as streaming.
 _LAG_SQL = """
 SELECT pg_is_in_recovery(),
        CASE WHEN NOT pg_is_in_recovery() THEN 0
             WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn()
-                 AND EXISTS (SELECT FROM pg_stat_wal_receiver WHERE status = 'streaming')
+                 AND EXISTS (SELECT FROM pg_stat_wal_receiver
+                             WHERE status = 'streaming' OR status IS NULL)
             THEN 0
             ELSE EXTRACT(EPOCH FROM clock_timestamp() - pg_last_xact_replay_timestamp())
        END

@@ -15,10 +15,13 @@ from pathlib import Path
 
 # The reports' replica (REPORTS_DATABASE_URL) is real: a streaming replica of the test server.
 # .ci/run starts it; otherwise the first process to get here starts it with the same script
-# (seconds, once; later calls reuse it in milliseconds) and its children inherit the URL.
-if not os.environ.get("REPORTS_DATABASE_URL") and os.environ.get("DATABASE_URL", "").startswith(
-    "postgres"
-):
+# (seconds, once; later calls reuse it in milliseconds). The URL is handed down to the xdist
+# workers as TEST_REPORTS_REPLICA_URL and taken out of REPORTS_DATABASE_URL, so that the
+# processes the tests start with settings of their own (a SQLite `check --deploy`) do not get it.
+_replica_url = os.environ.pop("REPORTS_DATABASE_URL", "") or os.environ.get(
+    "TEST_REPORTS_REPLICA_URL", ""
+)
+if not _replica_url and os.environ.get("DATABASE_URL", "").startswith("postgres"):
     _made = subprocess.run(
         [sys.executable, str(Path(__file__).parent.parent / "scripts" / "replica.py")],
         capture_output=True,
@@ -27,10 +30,14 @@ if not os.environ.get("REPORTS_DATABASE_URL") and os.environ.get("DATABASE_URL",
     )
     if _made.returncode:
         raise RuntimeError(f"The reports replica could not be started:\n{_made.stderr}")
-    os.environ["REPORTS_DATABASE_URL"] = _made.stdout.strip()
+    _replica_url = _made.stdout.strip()
+if _replica_url:
+    os.environ["TEST_REPORTS_REPLICA_URL"] = os.environ["REPORTS_DATABASE_URL"] = _replica_url
 
-from appserver.settings import *  # noqa: F403
-from appserver.settings import CACHES, DATABASES
+from appserver.settings import *  # noqa: E402, F403
+from appserver.settings import CACHES, DATABASES  # noqa: E402
+
+os.environ.pop("REPORTS_DATABASE_URL", None)
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
