@@ -133,9 +133,11 @@ def replica_caught_up(replica_url: str) -> None:
 
     with psycopg.connect(BENCH_DB) as primary, psycopg.connect(replica_url) as replica:
         lsn = primary.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
+        deadline = time.monotonic() + 300
         while not replica.execute(
             "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", [lsn]
         ).fetchone()[0]:
+            assert time.monotonic() < deadline, "the replica did not catch up in 5 minutes"
             time.sleep(0.1)
 
 

@@ -89,9 +89,14 @@ def _streaming(port: int, user: str, datadir: Path) -> bool | None:
                 "SELECT current_setting('data_directory'), pg_is_in_recovery(),"
                 " (SELECT status FROM pg_stat_wal_receiver)"
             ).fetchone()
+            if Path(directory).resolve() != datadir.resolve() or not recovering:
+                return None
+            # A test pauses replay to make the replica lag; one killed before resuming must not
+            # leave it paused for every later caller.
+            if conn.execute("SELECT pg_is_wal_replay_paused()").fetchone()[0]:
+                _log("replay was left paused: resuming it")
+                conn.execute("SELECT pg_wal_replay_resume()")
     except psycopg.Error:
-        return None
-    if Path(directory).resolve() != datadir.resolve() or not recovering:
         return None
     return status == "streaming"
 
