@@ -15,7 +15,11 @@ pre-signed callbacks and gunicorn as bench/uploads_bench.py) in four conditions,
    which a real deployment does not).
 
 For each: callbacks per second, the ratio to "alone" (target: >= 0.9x with the reports on the
-replica), and how many reports the loops completed per minute. Also the machine's load average.
+replica), and how many reports the loops completed per minute. Wall-clock rates move with
+whatever else runs on a shared machine, so CPU time read from /proc is printed too: per
+callback (gunicorn's workers and their primary backends), and the CPUs the report queries took
+on the primary and on the replica (0.00 on the primary is the point of the replica). Also the
+machine's load average.
 
 It creates its own database (BENCH_DATABASE_URL, default .../appserver_replica_bench) with
 --uploads seeded rows (reports/seeding.py), its own replica (port --replica-port, a temporary
@@ -123,9 +127,14 @@ def replica_pids(datadir: Path) -> list[int]:
 
 def renice(datadir: Path, value: int) -> None:
     # Backends fork from the postmaster and inherit its niceness; running ones are set too.
-    for pid in replica_pids(datadir):
+    pids = replica_pids(datadir)
+    for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.setpriority(os.PRIO_PROCESS, pid, value)
+    # With the kernel's autogroups (sched_autogroup_enabled) niceness only ranks processes of one
+    # session, and pg_ctl starts the replica in a session of its own: set the group's niceness.
+    with contextlib.suppress(OSError):
+        Path(f"/proc/{pids[0]}/autogroup").write_text(str(value))
 
 
 def replica_caught_up(replica_url: str) -> None:
@@ -139,6 +148,31 @@ def replica_caught_up(replica_url: str) -> None:
         ).fetchone()[0]:
             assert time.monotonic() < deadline, "the replica did not catch up in 5 minutes"
             time.sleep(0.1)
+
+
+REPORTS_APP = "replica-bench-reports"  # the report loops' application_name (PGAPPNAME)
+
+
+def backends(url: str, *, reports: bool) -> list[int]:
+    """PIDs of the server's backends for the bench database: the report loops' or the others."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid, application_name FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return [pid for pid, app in rows if (app == REPORTS_APP) == reports]
+
+
+def cpu_seconds(pids: list[int]) -> dict[int, float]:
+    from bench.uploads_bench import _cpu_seconds
+
+    return _cpu_seconds(pids)
+
+
+def spent(before: dict[int, float], after: dict[int, float]) -> float:
+    return sum(v - before.get(pid, 0.0) for pid, v in after.items())
 
 
 def start_reports(target: str, streams: int, env: dict, tmp: Path) -> tuple[list, Path]:
@@ -254,7 +288,7 @@ def main() -> None:
         )
         replica_made = True
         replica_url = made.stdout.strip()
-        report_env = {**env, "REPORTS_DATABASE_URL": replica_url}
+        report_env = {**env, "REPORTS_DATABASE_URL": replica_url, "PGAPPNAME": REPORTS_APP}
         print(f"replica: {replica_url}", flush=True)
 
         gunicorn = ub.start_gunicorn(app_port, env, True)
@@ -276,20 +310,41 @@ def main() -> None:
                 if condition != "alone":
                     target = "primary" if condition == "primary" else "replica"
                     loops, stop_file = start_reports(target, args.streams, report_env, tmp)
+                # CPU seconds (from /proc: what the processes used, whatever else runs on this
+                # shared machine): the callbacks' side (gunicorn's workers and their primary
+                # backends) and the report loops' backends on the primary and on the replica.
+                callback_pids = ub._children(gunicorn.pid) + backends(BENCH_DB, reports=False)
+                on_primary, on_replica = (
+                    backends(BENCH_DB, reports=True),
+                    backends(replica_url, reports=True),
+                )
+                before = [cpu_seconds(p) for p in (callback_pids, on_primary, on_replica)]
                 started = time.monotonic()
                 seconds, statuses, bodies = ub.load(app_port, next(batches))
+                after = [cpu_seconds(p) for p in (callback_pids, on_primary, on_replica)]
+                elapsed = time.monotonic() - started
                 assert set(statuses) == {200}, set(statuses)
                 assert all(b'"ok":true' in b.replace(b" ", b"") for b in bodies)
                 rate = len(statuses) / seconds
+                per_callback_ms = spent(before[0], after[0]) / len(statuses) * 1000
+                primary_share = spent(before[1], after[1]) / elapsed  # CPUs the reports took
+                replica_share = spent(before[2], after[2]) / elapsed
                 reports_per_min = 0.0
                 if loops:
-                    elapsed = time.monotonic() - started
                     reports_per_min = stop_reports(loops, stop_file) / elapsed * 60
-                results[condition].append((rate, reports_per_min))
+                results[condition].append(
+                    (rate, reports_per_min, per_callback_ms, primary_share, replica_share)
+                )
                 loads.append(os.getloadavg()[0])
                 print(
                     f"  round {r + 1}: {LABELS[condition]:52s} {rate:7.1f} callbacks/s"
-                    + (f", {reports_per_min:6.1f} reports/min" if loops else ""),
+                    f", {per_callback_ms:5.2f} ms CPU per callback"
+                    + (
+                        f", {reports_per_min:6.1f} reports/min using {primary_share:.2f} CPUs"
+                        f" on the primary and {replica_share:.2f} on the replica"
+                        if loops
+                        else ""
+                    ),
                     flush=True,
                 )
     finally:
@@ -311,7 +366,7 @@ def main() -> None:
         with_lock = replica_dir.with_name(replica_dir.name + ".lock")
         with_lock.unlink(missing_ok=True)
 
-    alone = statistics.fmean(rate for rate, _ in results["alone"])
+    alone = statistics.fmean(one[0] for one in results["alone"])
     print()
     print(
         f"{args.uploads:,} uploads seeded; {args.streams} report loops; gunicorn {ub.WORKERS}"
@@ -319,16 +374,22 @@ def main() -> None:
         f" {args.callbacks} callbacks x {args.rounds} rounds per condition;"
         f" load average during the run {min(loads):.2f}-{max(loads):.2f} on {os.cpu_count()} CPUs"
     )
+    cpu_alone = statistics.fmean(one[2] for one in results["alone"])
     for condition in CONDITIONS:
-        rate = statistics.fmean(r for r, _ in results[condition])
-        per_min = statistics.fmean(p for _, p in results[condition])
+        rate, per_min, per_cb, primary, replica = (
+            statistics.fmean(one[i] for one in results[condition]) for i in range(5)
+        )
         line = (
             f"{LABELS[condition]:52s} {rate:7.1f} callbacks/s | ratio to alone {rate / alone:.2f}x"
         )
-        if condition != "alone":
-            line += f" | {per_min:6.1f} reports/min"
         if condition.startswith("replica"):
             line += " (target >= 0.90x)"
+        line += f" | CPU per callback {per_cb:.2f} ms ({per_cb / cpu_alone:.2f}x)"
+        if condition != "alone":
+            line += (
+                f" | {per_min:6.1f} reports/min, their queries using {primary:.2f} CPUs on the"
+                f" primary and {replica:.2f} on the replica"
+            )
         print(line)
 
 
