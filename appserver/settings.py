@@ -162,6 +162,33 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
     )
+# Reports (the staff API under /api/reports/, the admin dashboard, `manage.py report`) read from
+# this PostgreSQL streaming replica when it is set, so they never load the primary; writes never
+# go there (reports/routing.py). Unset: they read the primary.
+REPORTS_DATABASE_URL = env.str("REPORTS_DATABASE_URL", default="")
+REPORTS_DATABASE: str | None = None  # the alias reports read from; None: the primary
+DATABASE_ROUTERS = ["reports.routing.ReportsRouter"]
+if REPORTS_DATABASE_URL:
+    _replica = env.db_url_config(REPORTS_DATABASE_URL)
+    if DATABASES["default"]["ENGINE"] != "appserver.db" or _replica["ENGINE"] != (
+        "django.db.backends.postgresql"
+    ):
+        raise ImproperlyConfigured(
+            "REPORTS_DATABASE_URL is a PostgreSQL replica of DATABASE_URL: both must be postgres://."
+        )
+    _replica.update(
+        ENGINE="appserver.db.replica",  # read-only sessions, and nothing created in tests
+        CONN_MAX_AGE=DATABASES["default"]["CONN_MAX_AGE"],
+        CONN_HEALTH_CHECKS=True,
+    )
+    # A replica that does not answer fails the report in seconds (503), not a worker's timeout.
+    _replica.setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
+    _replica["OPTIONS"]["options"] = "-c default_transaction_read_only=on"
+    DATABASES["reports"] = _replica
+    REPORTS_DATABASE = "reports"
+# A report answers 503 (Retry-After) rather than show figures older than this: the replica's
+# replay lag, shown on the dashboard (reports/routing.py).
+REPORTS_MAX_STALENESS_SECONDS = env.float("REPORTS_MAX_STALENESS_SECONDS", default=60.0)
 
 REDIS_URL = _required("REDIS_URL", local_default="")
 CACHE_KEY_PREFIX = env.str("CACHE_KEY_PREFIX", default="appserver")

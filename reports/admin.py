@@ -9,8 +9,10 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
+from appserver.errors import ServiceUnavailable
 from reports.charts import daily_chart_svg, human_bytes
 from reports.models import ReconciliationFinding, ReconciliationRun, ReportsDashboard
+from reports.routing import reports_reading
 from reports.selectors import dashboard_figures
 
 
@@ -42,12 +44,25 @@ class ReportsDashboardAdmin(_ReadOnly):
         return False
 
     def changelist_view(self, request: HttpRequest, extra_context=None) -> HttpResponse:
-        figures = dashboard_figures(days=30)
-        last_run = ReconciliationRun.objects.order_by("-started_at", "-id").first()
-        context = {
+        page = {
             **self.admin_site.each_context(request),
             "title": "Storage dashboard",
             "opts": self.model._meta,
+        }
+        try:
+            with reports_reading() as source:
+                figures = dashboard_figures(days=30)
+                last_run = ReconciliationRun.objects.order_by("-started_at", "-id").first()
+        except ServiceUnavailable as exc:
+            # The replica is down or too far behind: say so, and never fall back to the primary.
+            response = TemplateResponse(
+                request, "admin/reports/dashboard.html", {**page, "unavailable": exc}, status=503
+            )
+            response["Retry-After"] = str(exc.retry_after)
+            return response
+        context = {
+            **page,
+            "source": source,
             "figures": figures,
             "stored": human_bytes(figures.bytes_stored),
             "reserved": human_bytes(figures.bytes_reserved),

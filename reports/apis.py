@@ -10,6 +10,7 @@ from rest_framework.views import APIView
 
 from appserver.schema import AutoSchema
 from reports.formatting import rows_as_dicts
+from reports.routing import reports_reading
 from reports.selectors import REPORTS
 from reports.serializers import PARAMS, ReportFiltersSerializer, report_filters_parse
 
@@ -31,13 +32,19 @@ class ReportApi(APIView):
 
     @extend_schema(
         responses={200: dict},
-        description="Staff only. Filters that do not apply to the report are refused (400).",
+        description=(
+            "Staff only. Filters that do not apply to the report are refused (400). Read from"
+            " the reports replica when one is configured: its lag in seconds is in the"
+            " Reports-Replica-Lag header, and a replica that is down or further behind than"
+            " allowed answers 503 with Retry-After."
+        ),
     )
     def get(self, request: Request) -> Response:
         spec = REPORTS[self.report_name]
         filters = report_filters_parse(spec=spec, data=dict(request.query_params.items()))
-        rows = spec.run(filters=filters)
-        return Response(
+        with reports_reading() as source:  # the replica, or 503 when it is down or behind
+            rows = spec.run(filters=filters)
+        response = Response(
             {
                 "report": spec.name,
                 "title": spec.title,
@@ -45,6 +52,9 @@ class ReportApi(APIView):
                 "rows": rows_as_dicts(rows),
             }
         )
+        if source.replica:
+            response["Reports-Replica-Lag"] = f"{source.lag_seconds:.1f}"
+        return response
 
 
 class ReportIndexApi(APIView):

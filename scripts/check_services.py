@@ -1,9 +1,12 @@
-"""Before the test suite: are PostgreSQL and Redis reachable? If not, say exactly what to run."""
+"""Before the test suite: are PostgreSQL and Redis reachable, and does the reports' replica run?
+If not, say exactly what to run."""
 
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+from pathlib import Path
 from urllib.parse import urlparse
 
 import psycopg
@@ -41,6 +44,21 @@ def main() -> int:
             f"Redis is not reachable at {redis_url} ({exc}).\n  Start it with:  {START_REDIS}\n"
             "  or point REDIS_URL at a running server."
         )
+    if not failures and not os.environ.get("REPORTS_DATABASE_URL"):
+        # The reports' tests read a streaming replica of this server (tests/settings.py starts it
+        # with this script too; starting it here says why it cannot start before pytest does).
+        replica = subprocess.run(  # noqa: S603 - our own script
+            [sys.executable, str(Path(__file__).with_name("replica.py")), "--primary", db_url],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if replica.returncode:
+            failures.append(
+                f"The reports' streaming replica could not be started.\n  {replica.stderr.strip()}"
+                "\n  .ci/run allows replication from 127.0.0.1 (scripts/replica.py"
+                " --allow-replication), or set REPORTS_DATABASE_URL to a running replica."
+            )
     for failure in failures:
         print(failure, file=sys.stderr)
     return 1 if failures else 0

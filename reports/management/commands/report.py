@@ -1,11 +1,16 @@
-"""`manage.py report <name>`: the reports of reports/selectors.py as a table, CSV or JSON."""
+"""`manage.py report <name>`: the reports of reports/selectors.py as a table, CSV or JSON.
+
+Read from the reports replica when REPORTS_DATABASE_URL is set (reports/routing.py); -v 2 says
+how far behind it is.
+"""
 
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from appserver.errors import InvalidInput
+from appserver.errors import InvalidInput, ServiceUnavailable
 from reports.formatting import render_csv, render_json, render_table
+from reports.routing import reports_reading
 from reports.selectors import REPORTS
 from reports.serializers import report_filters_parse
 
@@ -33,7 +38,13 @@ class Command(BaseCommand):
                 for k, v in (exc.fields or {}).items()
             )
             raise CommandError(f"{exc.message} {problems}".strip()) from exc
-        rows = spec.run(filters=filters)
+        try:
+            with reports_reading() as source:
+                rows = spec.run(filters=filters)
+        except ServiceUnavailable as exc:
+            raise CommandError(exc.message) from exc
+        if source.replica and options["verbosity"] >= 2:
+            self.stderr.write(source.description)
         fmt = options["format"]
         if fmt == "json":
             self.stdout.write(render_json(name=spec.name, columns=spec.columns, rows=rows))
