@@ -78,6 +78,11 @@ class ServedCounter:
         if due:
             self.flush()
 
+    def discard(self) -> None:
+        """Forget the counts not written yet (tests: the grants they name were rolled back)."""
+        with self._lock:
+            self._pending = {}
+
     def flush(self) -> None:
         with self._lock:
             pending, self._pending = self._pending, {}
