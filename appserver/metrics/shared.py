@@ -110,6 +110,8 @@ def event_delivery_record(*, outcome: str, count: int = 1) -> None:
         logger.warning("Delivery metrics not recorded: %s", type(exc).__name__)
 
 
+# Present in a scrape only once the events app has registered its source.
+OUTBOX_METRICS = ("appserver_events_outbox_backlog", "appserver_events_outbox_oldest_age_seconds")
 # (pending events, age in seconds of the oldest pending one or None), read at each scrape.
 OutboxSource = Callable[[], tuple[int, float | None]]
 _outbox_source: list[OutboxSource] = []
@@ -202,12 +204,12 @@ class SharedCollector:
             logger.warning("Outbox backlog unavailable: %s", type(exc).__name__)
             return
         yield GaugeMetricFamily(
-            "appserver_events_outbox_backlog",
+            OUTBOX_METRICS[0],
             "Events in the outbox not yet delivered to every endpoint; fleet-wide.",
             value=float(pending),
         )
         yield GaugeMetricFamily(
-            "appserver_events_outbox_oldest_age_seconds",
+            OUTBOX_METRICS[1],
             "Age of the oldest undelivered event (0 when none); fleet-wide.",
             value=float(oldest_age or 0.0),
         )
