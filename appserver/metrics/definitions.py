@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import re
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Histogram, disable_created_metrics
+
+# No `*_created` series: multiprocess mode has none, and one process should expose the same.
+disable_created_metrics()
 
 # Codes are snake_case identifiers from our own classes; the guard keeps a mistake from ever
 # turning free text into a label.
