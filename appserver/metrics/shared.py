@@ -112,7 +112,8 @@ def event_delivery_record(*, outcome: str, count: int = 1) -> None:
 
 # Present in a scrape only once the events app has registered its source.
 OUTBOX_METRICS = ("appserver_events_outbox_backlog", "appserver_events_outbox_oldest_age_seconds")
-# (pending events, age in seconds of the oldest pending one or None), read at each scrape.
+# (deliveries and events outstanding, age in seconds of the oldest such event or None), read at
+# each scrape (events.delivery.backlog).
 OutboxSource = Callable[[], tuple[int, float | None]]
 _outbox_source: list[OutboxSource] = []
 
@@ -205,7 +206,8 @@ class SharedCollector:
             return
         yield GaugeMetricFamily(
             OUTBOX_METRICS[0],
-            "Events in the outbox not yet delivered to every endpoint; fleet-wide.",
+            "Webhook work outstanding: pending deliveries plus events not yet fanned out to "
+            "their endpoints; fleet-wide.",
             value=float(pending),
         )
         yield GaugeMetricFamily(
