@@ -7,7 +7,10 @@ carry the request id the app answered with (X-Request-ID), so they join the app'
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import tempfile
 
 _production = os.environ.get("APP_ENV", "local") == "production"
 _format = os.environ.get("LOG_FORMAT", "json" if _production else "text")
@@ -35,6 +38,37 @@ loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 # the JSON object from gunicorn's atoms instead (appserver.logging.GunicornJsonFormatter). The
 # query string is left out on purpose: signed URLs and tokens must not reach the logs.
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms [%({x-request-id}o)s]'
+
+# Prometheus metrics in multiprocess mode (appserver/metrics/): every worker writes its values to
+# files in one directory and a scrape served by any worker adds them up. The directory must be
+# set before the workers import the app, and emptied when the server starts (values of a
+# previous run would be counted again). Unset: a private temporary one, removed at exit.
+_metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+_metrics_dir_ours = not _metrics_dir
+if _metrics_dir_ours:
+    _metrics_dir = tempfile.mkdtemp(prefix="appserver-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
+
+
+def on_starting(server) -> None:
+    os.makedirs(_metrics_dir, exist_ok=True)
+    for entry in os.scandir(_metrics_dir):
+        if entry.is_file() and entry.name.endswith(".db"):
+            os.remove(entry.path)
+
+
+def child_exit(server, worker) -> None:
+    # Its counters stay (a sum must not drop when a worker is recycled); only its live gauges go.
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server) -> None:
+    if _metrics_dir_ours:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(_metrics_dir)
+
 
 logconfig_dict = {
     "version": 1,

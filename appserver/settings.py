@@ -8,6 +8,7 @@ Every setting is listed, with its variable and default, in docs/configuration.md
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -91,6 +92,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: its request latency covers every other middleware.
+    "appserver.metrics.middleware.RequestMetricsMiddleware",
     "appserver.middleware.RequestIdMiddleware",
     "appserver.middleware.ServiceUnavailableMiddleware",
     # Before CommonMiddleware, as django-cors-headers requires, so preflights are answered.
@@ -252,7 +255,7 @@ STORAGES = {
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=PRODUCTION)
 # Load balancer and container health checks speak plain HTTP to the container.
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
 SESSION_COOKIE_SECURE = PRODUCTION
 CSRF_COOKIE_SECURE = PRODUCTION
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000 if PRODUCTION else 0)
@@ -447,6 +450,24 @@ OSS_CALLBACK_KEY_URL_PREFIXES = env.list(
         else [_EMULATOR_ENDPOINT + "/_emulator/"]
     ),
 )
+
+# --- Metrics (appserver/metrics/, docs/metrics.md) ------------------------------------------
+# Who may read /metrics: a bearer token, an allow-list of networks, or both. Neither: 404. The
+# local default lets this machine read it (make run); production exposes nothing until told.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+if METRICS_TOKEN and len(METRICS_TOKEN) < 32:
+    raise ImproperlyConfigured("METRICS_TOKEN must be at least 32 characters long.")
+METRICS_ALLOWED_IPS = env.list(
+    "METRICS_ALLOWED_IPS", default=[] if PRODUCTION else ["127.0.0.0/8", "::1/128"]
+)
+try:
+    METRICS_ALLOWED_NETWORKS = tuple(
+        ipaddress.ip_network(cidr.strip(), strict=False)
+        for cidr in METRICS_ALLOWED_IPS
+        if cidr.strip()
+    )
+except ValueError as exc:
+    raise ImproperlyConfigured(f"METRICS_ALLOWED_IPS: {exc}.") from None
 
 # --- Logging ----------------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")

@@ -4,6 +4,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from appserver.health import healthz
+from appserver.metrics.views import metrics
 from uploads import account_apis
 from uploads.apis import oss_callback
 
@@ -16,6 +17,8 @@ urlpatterns = [
     # People who open the server's address land on the upload page, not on a 404.
     path("", RedirectView.as_view(pattern_name="upload-page", permanent=False)),
     path("healthz", healthz, name="healthz"),
+    # Prometheus' default path; who may read it: METRICS_TOKEN / METRICS_ALLOWED_IPS.
+    path("metrics", metrics, name="metrics"),
     path("admin/", admin.site.urls),
     # Before accounts' own me/: the same GET, plus DELETE (erasure, in uploads).
     path("api/auth/me/", account_apis.MeApi.as_view(), name="auth-me-erase"),

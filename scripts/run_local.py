@@ -180,6 +180,7 @@ def _banner(app: str, accounts: dict[str, dict[str, str]], emulator: str) -> str
    API docs     {app}/api/docs/
    Admin        {app}/admin/
    Health       {app}/healthz
+   Metrics      {app}/metrics   (Prometheus; readable from this machine only)
    Emulator     {emulator}   (STS + OSS; objects kept in {VAR / "emulator"})
 
    Demo user    {demo["username"]} / {demo["password"]}

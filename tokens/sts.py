@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -31,6 +32,8 @@ from aliyunsdkcore.acs_exception.exceptions import ClientException, ServerExcept
 from aliyunsdkcore.client import AcsClient
 from aliyunsdksts.request.v20150401.AssumeRoleRequest import AssumeRoleRequest
 from django.conf import settings
+
+from appserver import metrics
 
 logger = logging.getLogger(__name__)
 # The SDK logs STS's raw error messages (ERROR) and response bodies holding secrets (DEBUG).
@@ -147,6 +150,7 @@ def sts_assume_role(
     request.set_RoleSessionName(session_name)
     request.set_DurationSeconds(duration_seconds)
     request.set_Policy(policy)
+    started = time.perf_counter()
     try:
         body = _client().do_action_with_exception(request)
     except ServerException as exc:
@@ -162,7 +166,7 @@ def sts_assume_role(
         try:
             data = json.loads(body)
             credentials = data["Credentials"]
-            return StsCredentials(
+            result = StsCredentials(
                 access_key_id=credentials["AccessKeyId"],
                 access_key_secret=credentials["AccessKeySecret"],
                 security_token=credentials["SecurityToken"],
@@ -171,6 +175,12 @@ def sts_assume_role(
             )
         except (ValueError, KeyError, TypeError):
             error = StsUnreachable(sts_code="InvalidResponse")
+        else:
+            metrics.sts_call_observe(seconds=time.perf_counter() - started)
+            return result
+    metrics.sts_call_observe(
+        seconds=time.perf_counter() - started, kind=error.kind, code=error.sts_code
+    )
     logger.warning(
         "AssumeRole failed: %s (STS code %s, HTTP %s, STS request id %s, endpoint %s)",
         error.kind,

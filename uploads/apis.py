@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 from django.conf import settings
@@ -17,6 +18,7 @@ from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
 from accounts.permissions import IsActiveAccount
+from appserver import metrics
 from appserver.errors import (
     AppError,
     MethodNotAllowed,
@@ -60,12 +62,16 @@ class TicketCreateApi(APIView):
     def post(self, request: Request) -> Response:
         data = TicketInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        signed = signing.ticket_issue_signed(
-            user=request.user,
-            client_ip=BaseThrottle().get_ident(request),
-            user_agent=request.META.get("HTTP_USER_AGENT", ""),
-            **data.validated_data,
-        )
+        try:
+            signed = signing.ticket_issue_signed(
+                user=request.user,
+                client_ip=BaseThrottle().get_ident(request),
+                user_agent=request.META.get("HTTP_USER_AGENT", ""),
+                **data.validated_data,
+            )
+        except services.QuotaExceeded:
+            metrics.quota_refused(stage="ticket")
+            raise
         issued = signed.issued
         ticket = issued.ticket
         body = {
@@ -102,7 +108,12 @@ class TicketConfirmApi(APIView):
 
     @extend_schema(request=None, responses={200: CallbackAnswerSerializer})
     def post(self, request: Request, ticket_id: uuid.UUID) -> Response:
-        answer = confirmation.ticket_confirm(user=request.user, ticket_id=ticket_id)
+        try:
+            answer = confirmation.ticket_confirm(user=request.user, ticket_id=ticket_id)
+        except AppError as error:
+            metrics.confirmation_observe(outcome="error", reason=error.code)
+            raise
+        metrics.confirmation_observe(**_outcome(answer))
         return Response(answer.body)
 
 
@@ -173,6 +184,13 @@ class UsageApi(APIView):
         return Response(UsageOutputSerializer(body).data)
 
 
+def _outcome(answer: services.CallbackAnswer) -> dict[str, str]:
+    """The metrics labels of an answer: accepted, or refused with its reason (a Reason code)."""
+    if answer.accepted:
+        return {"outcome": "accepted", "reason": "none"}
+    return {"outcome": "refused", "reason": answer.body["error"]["code"]}
+
+
 @csrf_exempt
 def oss_callback(request: HttpRequest) -> HttpResponse:
     """POST /api/oss/callback/: called by OSS after an upload with the ticket's callback;
@@ -188,10 +206,22 @@ def oss_callback(request: HttpRequest) -> HttpResponse:
     A plain Django view, not DRF: nobody authenticates, negotiates or browses here, and DRF's
     request and response machinery was a third of this endpoint's own CPU. Only OSS calls it,
     so it is documented in docs/, not in the apps' OpenAPI schema."""
+    started = time.perf_counter()
+    # An exception leaving the view (Redis down) is answered 503 by ServiceUnavailableMiddleware.
+    labels = {"outcome": "unavailable", "reason": "exception"}
+    try:
+        response, labels = _oss_callback(request)
+    finally:
+        metrics.callback_observe(seconds=time.perf_counter() - started, **labels)
+    return response
+
+
+def _oss_callback(request: HttpRequest) -> tuple[HttpResponse, dict[str, str]]:
+    """The answer and its metrics labels (outcome, reason)."""
     if request.method != "POST":
         response = error_response(MethodNotAllowed(f'Method "{request.method}" not allowed.'))
         response["Allow"] = "POST"
-        return response
+        return response, {"outcome": "rejected", "reason": "method_not_allowed"}
     body = request.body  # the exact bytes and query string OSS signed
     try:
         callback_verify(
@@ -207,8 +237,10 @@ def oss_callback(request: HttpRequest) -> HttpResponse:
             bucket_header=request.headers.get("x-oss-bucket", ""),
         )
     except AppError as error:
-        return error_response(error)
+        outcome = "unavailable" if error.status >= 500 else "rejected"
+        return error_response(error), {"outcome": outcome, "reason": error.code}
     except (OperationalError, InterfaceError):
         # OSS relays only a 200, so the app sees 203 and confirms later; nothing was decided.
-        return error_response(DatabaseUnavailable())
-    return JsonResponse(answer.body)
+        error = DatabaseUnavailable()
+        return error_response(error), {"outcome": "unavailable", "reason": error.code}
+    return JsonResponse(answer.body), _outcome(answer)

@@ -36,6 +36,7 @@ that fails does not move the mark: the next one looks at the same window again.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -48,6 +49,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from accounts.selectors import user_storage_prefix
+from appserver import metrics
 from tokens.models import CredentialGrant
 from uploads import oss
 from uploads.confirmation import ObjectMissing, ticket_settle
@@ -91,6 +93,11 @@ class SweepResult:
     restored: int = 0
     left_for_later: int = 0  # too recent: their callback may still come
 
+    def repairs(self) -> dict[str, int]:
+        """The changes made, by kind (the metrics' appserver_sweep_repairs_total)."""
+        kinds = ("confirmed", "refused", "expired", "adopted", "deleted", "repaired")
+        return {kind: getattr(self, kind) for kind in (*kinds, "missing", "restored")}
+
     def summary(self) -> str:
         if not self.ran:
             return "Another sweep is running; nothing done."
@@ -121,12 +128,20 @@ def uploads_sweep(*, now: datetime | None = None) -> SweepResult:
     with _exclusive() as held:
         if not held:
             return SweepResult(ran=False)
+        clock = time.monotonic()
         started = now or timezone.now()
-        mark = SweepMark.objects.filter(name=MARK).first()
-        since = mark.swept_from - _CLOCK_SKEW if mark else None
-        result = _Sweep(since=since, now=started).run()
-        SweepMark.objects.update_or_create(
-            name=MARK, defaults={"swept_from": started, "finished_at": timezone.now()}
+        try:
+            mark = SweepMark.objects.filter(name=MARK).first()
+            since = mark.swept_from - _CLOCK_SKEW if mark else None
+            result = _Sweep(since=since, now=started).run()
+            SweepMark.objects.update_or_create(
+                name=MARK, defaults={"swept_from": started, "finished_at": timezone.now()}
+            )
+        except Exception:
+            metrics.sweep_record(seconds=time.monotonic() - clock, outcome="failed", repairs={})
+            raise
+        metrics.sweep_record(
+            seconds=time.monotonic() - clock, outcome="ok", repairs=result.repairs()
         )
     logger.info("Upload sweep: %s", result.summary())
     return result

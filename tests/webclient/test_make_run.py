@@ -19,6 +19,7 @@ import pytest
 import requests
 
 from scripts.demo_client import demo_png, run_demo
+from tests.metrics.conftest import scrape
 from tests.processes import free_port
 from tests.webclient.conftest import headless_chromium
 
@@ -217,6 +218,13 @@ def test_make_run_serves_the_demo_stops_cleanly_and_reuses_its_state(tmp_path, c
         result = run_demo(base_url=base_url, username="demo", password=password, say=lambda _: None)
         assert result.downloaded == result.uploaded
         assert _parallel_tickets(base_url, password, count=10) == [201] * 10
+        # What happened so far, as Prometheus reads it from the one gunicorn worker.
+        assert f"Metrics      {base_url}/metrics" in banner
+        scraped = scrape(base_url)
+        tickets = {"endpoint": "/api/uploads/tickets/", "method": "POST", "status": "201"}
+        assert scraped.value("appserver_http_requests_total", **tickets) >= 11
+        assert scraped.value("appserver_callbacks_total", outcome="accepted") >= 1
+        assert scraped.value("appserver_sts_assume_role_calls_total", outcome="ok") >= 1
         pictures = []
         for n in range(5):
             pictures.append(tmp_path / f"picture{n}.png")

@@ -33,6 +33,7 @@ from django.utils import timezone
 from redis.exceptions import RedisError
 
 from accounts.models import User
+from appserver import metrics
 from appserver.errors import AccountSuspended, InvalidInput, PermissionDenied, ServiceUnavailable
 from policies.services import (
     ALL_SCOPES,
@@ -110,6 +111,7 @@ def _hand_out_cached(
     entry: CachedEntry, *, policy: RenderedPolicy, scope: str
 ) -> IssuedCredentials:
     served_counter.add(entry.grant_id)
+    metrics.credentials_served(source="cache")
     return _issued_credentials_from(entry, policy=policy, scope=scope, reused=True)
 
 
@@ -184,6 +186,7 @@ def credentials_issue(
             )
         if reused:
             return _hand_out_cached(entry, policy=policy, scope=scope)
+        metrics.credentials_served(source="sts")
         return _issued_credentials_from(entry, policy=policy, scope=scope, reused=False)
     except RedisError as exc:
         # Without the shared cache there is no reuse and no single flight: calling STS per
