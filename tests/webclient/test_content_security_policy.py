@@ -135,6 +135,11 @@ def test_the_admin_works_under_the_policy(
             watched.goto(live_server.url + path)
             seen[path] = page.title()
         watched.goto(live_server.url + "/admin/uploads/upload/")
+        # The thumbnail is loading="lazy", which the load event does not wait for: wait until it
+        # has finished, loaded or not (the assertion below tells which).
+        page.wait_for_function(
+            "() => document.querySelector('img.upload-thumb')?.complete", timeout=15_000
+        )
         thumbnail = page.eval_on_selector(
             "img.upload-thumb",
             "img => [img.complete && img.naturalWidth, getComputedStyle(img).maxHeight]",
