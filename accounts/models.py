@@ -140,7 +140,8 @@ class User(AbstractUser):
     def _tokens_must_end(self, update_fields) -> bool:
         """Whether this save changes what a token says of the user or lets it keep working:
         deactivation, suspension (other than by accounts.services), staff flags, a password that
-        replaces a usable one (a guest's first password ends nothing). Costs a SELECT only when one of those fields is written."""
+        replaces a usable one (a guest's first password ends nothing). Costs a SELECT only when
+        one of those fields is written."""
         if self._state.adding or self.pk is None:
             return False
         # A partly loaded instance (the stateless authentication's) writes only its loaded fields.
@@ -162,7 +163,8 @@ class User(AbstractUser):
             return True
         if "password" not in written:
             return False
-        return stored["password"] != self.password and is_password_usable(stored["password"])
+        old = stored["password"]
+        return old != self.password and bool(old) and is_password_usable(old)
 
 
 class LoginSession(models.Model):
