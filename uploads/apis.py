@@ -36,9 +36,9 @@ from uploads.serializers import (
     TicketOutputSerializer,
     UploadDetailOutputSerializer,
     UploadListFilterSerializer,
-    UploadOutputSerializer,
     UploadPageOutputSerializer,
     UsageOutputSerializer,
+    upload_rows,
 )
 
 
@@ -147,7 +147,7 @@ class UploadListApi(APIView):
         variants = selectors.upload_variants(uploads=page)
         for upload in page:
             upload.variants = variants[upload.pk]
-        return paginator.get_paginated_response(UploadOutputSerializer(page, many=True).data)
+        return paginator.get_paginated_response(upload_rows(page))
 
 
 class UploadDetailApi(APIView):
