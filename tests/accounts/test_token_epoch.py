@@ -222,3 +222,14 @@ def test_with_redis_unreachable_the_database_decides(api_client, user, password,
     with pytest.raises(RedisConnectionError):
         user_suspend(user=user, reason="abuse")
     assert not User.objects.get(pk=user.pk).is_suspended
+
+
+def test_me_renders_what_the_serializer_renders(api_client, user, password):
+    from accounts.serializers import UserOutputSerializer
+
+    access = _login(api_client, user, password)["access"]
+    response = _get(api_client, "/api/auth/me/", access)
+    assert response.status_code == 200
+    user.refresh_from_db()
+    assert response.json() == UserOutputSerializer(user).data
+    assert response.json()["date_joined"].endswith("Z")
