@@ -13,8 +13,9 @@
 3. every endpoint is warmed (credentials cached, connections open), then ``wrk -t2 -c16 --latency``
    runs each endpoint in turn, for R rounds of S seconds, so load from other processes hits all
    alike;
-4. per endpoint: mean req/s, median p50 and p99 latency, server CPU per request (gunicorn workers
-   + redis-server, from /proc), and the ratio to its anchor with the target.
+4. per endpoint: mean req/s, median p50 and p99 latency, CPU per request of the gunicorn workers
+   (from /proc; PostgreSQL and Redis are left out: on a shared machine their CPU is everyone's),
+   and the ratio to its anchor with the target.
 
 The project's endpoints keep every check in the path (suspension, throttles with rates no bench
 reaches, quotas set high so the reservations written by the tickets run never hit them).
@@ -168,11 +169,6 @@ def run_wrk(
 def worker_pids(gunicorn_pid: int) -> list[int]:
     children = Path(f"/proc/{gunicorn_pid}/task/{gunicorn_pid}/children").read_text().split()
     return [int(pid) for pid in children]
-
-
-def redis_pids() -> list[int]:
-    out = subprocess.run(["pgrep", "redis-server"], capture_output=True, text=True).stdout
-    return [int(pid) for pid in out.split()]
 
 
 def start_gunicorn(app: str, env: dict, log_name: str, extra: list[str]) -> subprocess.Popen:
@@ -354,7 +350,7 @@ def main() -> None:
         for round_number in range(args.rounds):
             for name, server, method, path, _, _ in endpoints:
                 base, process = servers[server]
-                pids = worker_pids(process.pid) + redis_pids()
+                pids = worker_pids(process.pid)
                 before = cpu_seconds(pids)
                 refresh_pool = refresh_tokens
                 result = run_wrk(
