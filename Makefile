@@ -13,7 +13,7 @@ TEST_ENV := DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) APP_EN
 # Many tests wait on real HTTP, timeouts and a browser, so more workers than cores pays.
 TEST_WORKERS ?= 4
 
-.PHONY: install test lint format migrate check-services run demo fleet collectstatic webclient-assets
+.PHONY: install test lint format migrate check-services run demo fleet collectstatic webclient-assets bench
 
 # Re-installs only when a requirements file changes. --no-compile: bytecode is written for the
 # modules imported, not up front for all of every package (a third of the install's CPU time).
@@ -63,3 +63,23 @@ collectstatic: install
 # Re-bundle ali-oss from the npm registry into webclient/static (the bundle is committed).
 webclient-assets:
 	cd webclient && npm ci --no-audit --no-fund && npm run build
+
+# Benchmarks, on PostgreSQL and Redis (each bench makes its own databases from BENCH_DATABASE_URL
+# and its own Redis key prefix). First bench/framework_bench.py: the hot endpoints beside a
+# minimal DRF + simplejwt service (bench/anchor/) in the same wrk run; then the others.
+# `make bench BENCHES=framework` runs one; BENCH_ARGS goes to each (e.g. --rounds 1).
+BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/appserver_bench
+BENCH_REDIS_URL ?= redis://127.0.0.1:6379/14
+BENCHES ?= framework credentials uploads imaging sweep emulator reports fleet
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+bench: install
+	@command -v wrk >/dev/null || { echo "Installing wrk (Debian's package) ..."; \
+		$(SUDO) apt-get install -y wrk >/dev/null 2>&1 || \
+		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y wrk >/dev/null; }; }
+	@for name in $(BENCHES); do \
+		echo "== bench/$${name}_bench.py (load: $$(cut -d' ' -f1-3 /proc/loadavg))"; \
+		DATABASE_URL=$(BENCH_DATABASE_URL) REDIS_URL=$(BENCH_REDIS_URL) \
+		BENCH_DATABASE_URL=$(BENCH_DATABASE_URL) APP_ENV=local \
+		$(BIN)/python bench/$${name}_bench.py $(BENCH_ARGS) || exit 1; \
+	done

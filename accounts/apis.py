@@ -28,6 +28,7 @@ from accounts.serializers import (
     SessionsRevokedSerializer,
     TokenPairSerializer,
     UserOutputSerializer,
+    user_output,
 )
 from accounts.services import (
     session_logout,
@@ -121,7 +122,7 @@ class MeApi(APIView):
 
     @extend_schema(responses=UserOutputSerializer)
     def get(self, request: Request) -> Response:
-        return Response(UserOutputSerializer(request.user).data)
+        return Response(user_output(request.user))
 
 
 class RegisterApi(APIView):

@@ -3,6 +3,7 @@ from __future__ import annotations
 import secrets
 import uuid
 
+from django.contrib.auth.hashers import is_password_usable
 from django.contrib.auth.models import AbstractUser, UserManager
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -81,6 +82,12 @@ class User(AbstractUser):
         help_text="Incremented when the user's cached credentials are dropped (suspension): "
         "every worker's local copy of older ones becomes unusable.",
     )
+    token_epoch = models.PositiveIntegerField(
+        default=0,
+        editable=False,
+        help_text="Incremented when the user's access tokens must stop working (suspension, "
+        "deactivation, password or staff change, a session ended): see accounts/token_state.py.",
+    )
 
     username_skeleton = UsernameSkeletonField(
         unique=True,
@@ -122,7 +129,42 @@ class User(AbstractUser):
         update_fields = kwargs.get("update_fields")
         if update_fields is not None and "username" in update_fields:
             kwargs["update_fields"] = {*update_fields, "username_skeleton"}
-        super().save(*args, **kwargs)
+        if self._tokens_must_end(update_fields):
+            from accounts.token_state import tokens_revoked
+
+            with tokens_revoked(user=self):
+                super().save(*args, **kwargs)
+        else:
+            super().save(*args, **kwargs)
+
+    def _tokens_must_end(self, update_fields) -> bool:
+        """Whether this save changes what a token says of the user or lets it keep working:
+        deactivation, suspension (other than by accounts.services), staff flags, a password that
+        replaces a usable one (a guest's first password ends nothing). Costs a SELECT only when
+        one of those fields is written."""
+        if self._state.adding or self.pk is None:
+            return False
+        # A partly loaded instance (the stateless authentication's) writes only its loaded fields.
+        written = {
+            "is_active",
+            "is_suspended",
+            "is_staff",
+            "is_superuser",
+            "password",
+        } - self.get_deferred_fields()
+        if update_fields is not None:
+            written &= set(update_fields)
+        if not written:
+            return False
+        stored = User.objects.filter(pk=self.pk).values(*written).first()
+        if stored is None:
+            return False
+        if any(stored[f] != getattr(self, f) for f in written - {"password"}):
+            return True
+        if "password" not in written:
+            return False
+        old = stored["password"]
+        return old != self.password and bool(old) and is_password_usable(old)
 
 
 class LoginSession(models.Model):

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import re
 
+from django.utils import timezone
 from rest_framework import serializers
 
 from accounts.models import LoginSession, User
@@ -59,6 +60,22 @@ class UserOutputSerializer(serializers.ModelSerializer):
 
     def get_storage_prefix(self, user: User) -> str:
         return user_storage_prefix(user=user)
+
+
+def user_output(user: User) -> dict:
+    """UserOutputSerializer(user).data, built directly for GET /api/auth/me/, which apps call on
+    every launch (tests/accounts hold the two equal)."""
+    joined = user.date_joined.astimezone(timezone.get_current_timezone()).isoformat()
+    return {
+        "id": user.id,
+        "username": user.username,
+        "email": user.email,
+        "public_id": user.public_id,
+        "storage_prefix": user_storage_prefix(user=user),
+        "is_suspended": user.is_suspended,
+        "is_guest": user.is_guest,
+        "date_joined": joined[:-6] + "Z" if joined.endswith("+00:00") else joined,
+    }
 
 
 class RegisterOutputSerializer(serializers.Serializer):

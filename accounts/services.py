@@ -13,6 +13,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.models import LoginSession, User, username_check_available
 from accounts.signals import user_suspended
+from accounts.token_state import sessions_ended_mark, token_claims, tokens_revoked
 from appserver.errors import Conflict, InvalidInput, TokenNotValid
 
 _TAKEN = "That username is taken, or looks too much like one that is."
@@ -55,20 +56,25 @@ def password_set_checked(*, user: User, password: str) -> None:
 
 def user_suspend(*, user: User, reason: str = "") -> User:
     """Suspend at once: no more credentials or tickets, and the user's late upload callbacks are
-    refused (the callback checks the owner's state). Sends `user_suspended` once, on which the
-    apps above drop what the user could still be handed (tokens: the cached credentials)."""
-    User.objects.filter(pk=user.pk).update(
-        is_suspended=True, suspended_at=timezone.now(), suspension_reason=reason[:255]
-    )
+    refused (the callback checks the owner's state). Every worker refuses the user's tokens from
+    the moment this starts (the token epoch, accounts/token_state.py). Sends `user_suspended`
+    once, on which the apps above drop what the user could still be handed (tokens: the cached
+    credentials)."""
+    with transaction.atomic(), tokens_revoked(user=user):
+        User.objects.filter(pk=user.pk).update(
+            is_suspended=True, suspended_at=timezone.now(), suspension_reason=reason[:255]
+        )
     user.refresh_from_db(fields=["is_suspended", "suspended_at", "suspension_reason"])
     user_suspended.send(sender=User, user=user)
     return user
 
 
 def user_unsuspend(*, user: User) -> User:
-    User.objects.filter(pk=user.pk).update(
-        is_suspended=False, suspended_at=None, suspension_reason=""
-    )
+    """Tokens from before the suspension stay void (the epoch moved on); new logins work."""
+    with transaction.atomic(), tokens_revoked(user=user):
+        User.objects.filter(pk=user.pk).update(
+            is_suspended=False, suspended_at=None, suspension_reason=""
+        )
     user.refresh_from_db(fields=["is_suspended", "suspended_at", "suspension_reason"])
     return user
 
@@ -98,6 +104,9 @@ def _token_user(user_id: object) -> User:
 def _new_refresh(*, user: User, session_id: uuid.UUID) -> RefreshToken:
     refresh = RefreshToken.for_user(user)
     refresh["sid"] = str(session_id)
+    # Copied into its access token: what the hot endpoints trust instead of the user row.
+    for claim, value in token_claims(user).items():
+        refresh[claim] = value
     return refresh
 
 
@@ -126,6 +135,7 @@ def session_start(*, user: User, user_agent: str = "", ip_address: str | None = 
 
 
 def _session_end_on_reuse(*, user: User, session_id: uuid.UUID) -> None:
+    sessions_ended_mark([session_id])
     LoginSession.objects.filter(pk=session_id, user=user, ended_at__isnull=True).update(
         ended_at=timezone.now(), end_reason=LoginSession.EndReason.REUSE
     )
@@ -161,6 +171,9 @@ def session_logout(*, refresh: str) -> None:
     """End the session of the current refresh token (an older one counts as reuse)."""
     session_id, jti, user_id = _refresh_claims(refresh)
     user = _token_user(user_id)
+    # Marked first: the session's access tokens are refused everywhere once this returns
+    # (accounts/token_state.py); a token that turns out not to be current ends it anyway.
+    sessions_ended_mark([session_id])
     ended = LoginSession.objects.filter(
         pk=session_id, user=user, refresh_jti=jti, ended_at__isnull=True
     ).update(ended_at=timezone.now(), end_reason=LoginSession.EndReason.LOGOUT)
@@ -171,17 +184,19 @@ def session_logout(*, refresh: str) -> None:
 
 def session_revoke(*, user: User, session_id: uuid.UUID) -> bool:
     """End one of the user's own sessions; False if they have no such active session."""
-    return bool(
-        LoginSession.objects.filter(pk=session_id, user=user, ended_at__isnull=True).update(
-            ended_at=timezone.now(), end_reason=LoginSession.EndReason.REVOKED
-        )
-    )
+    active = LoginSession.objects.filter(pk=session_id, user=user, ended_at__isnull=True)
+    if not active.exists():
+        return False
+    sessions_ended_mark([session_id])
+    return bool(active.update(ended_at=timezone.now(), end_reason=LoginSession.EndReason.REVOKED))
 
 
 def session_revoke_others(*, user: User, keep: uuid.UUID | None) -> int:
     """End every active session of the user except `keep` (the caller's own); how many ended."""
-    return (
-        LoginSession.objects.filter(user=user, ended_at__isnull=True)
-        .exclude(pk=keep)
-        .update(ended_at=timezone.now(), end_reason=LoginSession.EndReason.REVOKED)
+    active = LoginSession.objects.filter(user=user, ended_at__isnull=True).exclude(pk=keep)
+    # The ones that exist now (a login meanwhile is not "another" session yet).
+    ids = list(active.values_list("pk", flat=True))
+    sessions_ended_mark(ids)
+    return active.filter(pk__in=ids).update(
+        ended_at=timezone.now(), end_reason=LoginSession.EndReason.REVOKED
     )

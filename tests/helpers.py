@@ -29,8 +29,16 @@ def cache_clear() -> None:
 
 
 def bearer(user) -> dict[str, str]:
-    """Authorization header with a fresh access token for the user."""
-    return {"Authorization": f"Bearer {RefreshToken.for_user(user).access_token}"}
+    """Authorization header with a fresh access token for the user, with the claims the app's
+    own tokens carry (accounts/token_state.py), read from the user's row as it is now."""
+    from accounts.models import User
+    from accounts.token_state import token_claims
+
+    token = RefreshToken.for_user(user).access_token
+    current = User.objects.filter(pk=user.pk).first()  # None: the user was deleted
+    for claim, value in (token_claims(current) if current else {}).items():
+        token[claim] = value
+    return {"Authorization": f"Bearer {token}"}
 
 
 # Every field of the credentials response (the SDKs' five plus what phones need for refreshes).

@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
+from accounts.authentication import StatelessJWTAuthentication
 from accounts.permissions import IsActiveAccount
 from policies.services import ALL_SCOPES, DEFAULT_SCOPE
 from tokens.serializers import CredentialsOutputSerializer, StsErrorSerializer
@@ -49,6 +50,8 @@ _DOC = (
 
 
 class CredentialsApi(APIView):
+    # No user SELECT while Redis holds the token's epoch (accounts/token_state.py).
+    authentication_classes = [StatelessJWTAuthentication]
     permission_classes = [IsActiveAccount]
     # The per-user "credentials" rate is enforced by the service, in the same Redis round trip
     # that reads the cached credentials (tokens.services.rate).

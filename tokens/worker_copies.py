@@ -16,8 +16,10 @@ What stays true:
 - Redis remains the one shared source: STS is still called once per (user, scope, policy) per
   window by the whole fleet (a copy is only ever made of an entry read from Redis or just issued).
 - Suspension: the copies are keyed by the user's ``credentials_epoch``, which
-  ``credentials_forget_user`` increments in the database. The user row is read on every
-  request (authentication), so no worker serves a dropped copy, even after an unsuspension.
+  ``credentials_forget_user`` increments in the database. A request knows it from the user row,
+  or from its access token's claims while Redis holds the token's epoch; suspension moves that
+  epoch before the row changes and tokens minted since carry the new credentials epoch
+  (accounts/token_state.py), so no worker serves a dropped copy, even after an unsuspension.
 - Freshness: a copy is served only while it passes the same checks as the Redis entry (policy
   hash, refresh margin) and is younger than ``CREDENTIALS_LOCAL_SECONDS``.
 """

@@ -17,6 +17,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
+from accounts.authentication import StatelessJWTAuthentication
 from accounts.permissions import IsActiveAccount
 from appserver import metrics
 from appserver.errors import (
@@ -35,9 +36,9 @@ from uploads.serializers import (
     TicketOutputSerializer,
     UploadDetailOutputSerializer,
     UploadListFilterSerializer,
-    UploadOutputSerializer,
     UploadPageOutputSerializer,
     UsageOutputSerializer,
+    upload_rows,
 )
 
 
@@ -55,6 +56,7 @@ class TicketThrottle(SettingsRateThrottle):
 
 
 class TicketCreateApi(APIView):
+    authentication_classes = [StatelessJWTAuthentication]
     permission_classes = [IsActiveAccount]
     throttle_classes = [TicketThrottle]
 
@@ -103,6 +105,7 @@ class TicketConfirmApi(APIView):
     answers as the callback would have (HTTP 200, accepted or refused); 409 object_missing
     when nothing is stored yet (nothing changes)."""
 
+    authentication_classes = [StatelessJWTAuthentication]
     permission_classes = [IsActiveAccount]
     throttle_classes = [ConfirmThrottle]
 
@@ -125,6 +128,7 @@ class UploadPagination(CursorPagination):
 
 
 class UploadListApi(APIView):
+    authentication_classes = [StatelessJWTAuthentication]
     permission_classes = [IsActiveAccount]
 
     @extend_schema(
@@ -143,10 +147,11 @@ class UploadListApi(APIView):
         variants = selectors.upload_variants(uploads=page)
         for upload in page:
             upload.variants = variants[upload.pk]
-        return paginator.get_paginated_response(UploadOutputSerializer(page, many=True).data)
+        return paginator.get_paginated_response(upload_rows(page))
 
 
 class UploadDetailApi(APIView):
+    authentication_classes = [StatelessJWTAuthentication]
     permission_classes = [IsActiveAccount]
 
     @extend_schema(responses=UploadDetailOutputSerializer)
@@ -167,6 +172,7 @@ class UploadDetailApi(APIView):
 
 
 class UsageApi(APIView):
+    authentication_classes = [StatelessJWTAuthentication]
     permission_classes = [IsActiveAccount]
 
     @extend_schema(responses=UsageOutputSerializer)

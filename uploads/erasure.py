@@ -27,6 +27,7 @@ from accounts.identities import guests_expired
 from accounts.models import AccountErasure, ExternalIdentity, LoginSession, User
 from accounts.selectors import user_storage_prefix
 from accounts.signals import user_erasing, user_suspended
+from accounts.token_state import tokens_revoked
 from appserver.errors import Conflict, PermissionDenied
 from uploads import oss
 from uploads.models import CallbackRefusal, Upload
@@ -51,15 +52,16 @@ def account_erase(*, user: User, reason: str) -> AccountErasure:
                 prefix=user_storage_prefix(user=locked),
                 reason=reason,
             )
-        # Inactive: simplejwt refuses its access tokens from the next request on; suspended:
-        # no credentials or tickets, and late upload callbacks are refused (their objects
-        # removed).
-        User.objects.filter(pk=locked.pk).update(
-            is_active=False,
-            is_suspended=True,
-            suspended_at=timezone.now(),
-            suspension_reason="erasure",
-        )
+        # Inactive: its access tokens are refused on every worker from now on (the token
+        # epoch, accounts/token_state.py); suspended: no credentials or tickets, and late upload
+        # callbacks are refused (their objects removed).
+        with tokens_revoked(user=locked):
+            User.objects.filter(pk=locked.pk).update(
+                is_active=False,
+                is_suspended=True,
+                suspended_at=timezone.now(),
+                suspension_reason="erasure",
+            )
         # Every login session ends with the user row; until then inactive users' refresh
         # tokens are refused (accounts.services).
     # tokens drops the cached STS credentials (those already handed out expire at Alibaba).
