@@ -105,7 +105,7 @@ def test_a_failing_event_holds_back_its_users_later_events_only(endpoint, receiv
 
 def test_many_users_in_order_per_user(endpoint, receiver):
     events = []
-    for round_ in range(5):
+    for _ in range(5):
         for user in ("a", "b", "c"):
             events += record(user, 2)
     run_until_settled()
