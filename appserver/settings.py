@@ -591,3 +591,6 @@ EVENTS_ALLOW_PRIVATE_ADDRESSES = env.bool("EVENTS_ALLOW_PRIVATE_ADDRESSES", defa
 # Fernet key(s), comma-separated (first encrypts), for the stored webhook secrets; empty derives
 # one from SECRET_KEY (then changing SECRET_KEY means setting every endpoint's secret again).
 EVENTS_ENCRYPTION_KEY = env.str("EVENTS_ENCRYPTION_KEY", default="")
+# CA certificates (PEM file) that https receivers' certificates are verified with; empty: the
+# public CAs (certifi). For receivers with certificates of an internal CA.
+EVENTS_CA_BUNDLE = env.str("EVENTS_CA_BUNDLE", default="")

@@ -14,7 +14,7 @@ from django.conf import settings
 
 from events.addresses import AddressRefused, Target, target_resolve
 
-_pools: dict[tuple[str, str, int, str], urllib3.HTTPConnectionPool] = {}
+_pools: dict[tuple[str, str, int, str, str], urllib3.HTTPConnectionPool] = {}
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class Response:
 
 
 def _pool(target: Target) -> urllib3.HTTPConnectionPool:
-    key = (target.scheme, target.address, target.port, target.host)
+    key = (target.scheme, target.address, target.port, target.host, settings.EVENTS_CA_BUNDLE)
     pool = _pools.get(key)
     if pool is None:
         timeout = urllib3.Timeout(
@@ -39,7 +39,7 @@ def _pool(target: Target) -> urllib3.HTTPConnectionPool:
                 maxsize=1,
                 retries=False,
                 cert_reqs="CERT_REQUIRED",
-                ca_certs=certifi.where(),
+                ca_certs=settings.EVENTS_CA_BUNDLE or certifi.where(),
                 assert_hostname=target.host,
                 server_hostname=target.host,
             )

@@ -37,7 +37,7 @@ class Receiver:
     released: threading.Event = field(default_factory=threading.Event)
     holding: threading.Event = field(default_factory=threading.Event)
 
-    def start(self) -> None:
+    def start(self, tls=None) -> None:
         receiver = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -78,7 +78,7 @@ class Receiver:
             def log_message(self, *args) -> None:
                 pass
 
-        self.server = LocalServer(Handler)
+        self.server = LocalServer(Handler, tls=tls)
         self.url = self.server.url + "/hooks/appserver"
 
     def _next(self, event_id: str):
