@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
@@ -32,6 +32,7 @@ from events.transport import Response, post
 logger = logging.getLogger(__name__)
 
 Pending = Delivery.State.PENDING
+_FAN_OUT_LOCK = 0x45564E54  # "EVNT": the advisory lock key of the fan-out
 
 
 @dataclass
@@ -49,6 +50,13 @@ def events_fan_out(*, limit: int = 500) -> int:
     """Create the deliveries of events not yet dispatched (to the endpoints active now that
     want them and existed when the event occurred); returns the events dispatched."""
     with transaction.atomic():
+        # One fan-out at a time: with two, a later event of a user could get its delivery (and
+        # be posted) before an earlier one that the other fan-out holds is given its own.
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [_FAN_OUT_LOCK])
+                if not cursor.fetchone()[0]:
+                    return 0
         events = list(
             Event.objects.filter(dispatched=False)
             .order_by("id")
