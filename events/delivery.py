@@ -1,12 +1,14 @@
 """The worker's steps: fan new events out into deliveries, then post the due ones.
 
-Order: a delivery is due only when no earlier event of the same user is still pending for the
-same endpoint (a failing event holds back that user's later events for that endpoint, and
-nobody else's). Several workers: each claims due deliveries with FOR UPDATE SKIP LOCKED and
-holds the row locks until it has posted and recorded them; a pending, locked head keeps the
-user's later deliveries out of every other worker's claim, so one (endpoint, user) line is
-never posted by two workers at once. A worker killed mid-delivery rolls back: the rows become
-claimable again and are posted again (at least once; receivers de-duplicate on the event id).
+Order: deliveries form lines, one per (endpoint, user), in event order. A delivery is posted
+only when every earlier pending one of its line has been delivered (or parked): a failing event
+holds back that user's later events for that endpoint, and nobody else's.
+
+Several workers: each claims due deliveries with FOR UPDATE SKIP LOCKED, keeps of each line only
+a claim that starts at the line's first pending delivery and has no gap, and holds the row locks
+until it has posted them and committed the outcomes; so one line is never posted by two workers
+at once, nor out of order. A worker killed mid-delivery rolls back: the rows are claimable again
+and are posted again (at least once; receivers de-duplicate on the event id).
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from events import metrics
@@ -168,52 +169,62 @@ def _record(delivery: Delivery, response: Response, now: datetime, result: Round
     return not response.error
 
 
-def _due(now: datetime):
-    earlier = Delivery.objects.filter(
-        endpoint_id=OuterRef("endpoint_id"),
-        user_public_id=OuterRef("user_public_id"),
-        state=Pending,
-        event_id__lt=OuterRef("event_id"),
-    )
-    return (
+def _claim(now: datetime, limit: int) -> list[Delivery]:
+    """Lock up to `limit` due deliveries (SKIP LOCKED), then keep, per (endpoint, user) line,
+    only a claim that starts at the line's first pending delivery: if an earlier one is pending
+    (locked by another worker, or waiting for its retry), the line is not ours this round.
+    Two queries per round, whatever the number of deliveries."""
+    claimed = list(
         Delivery.objects.filter(state=Pending, next_attempt_at__lte=now, endpoint__active=True)
-        .exclude(Exists(earlier))
+        .order_by("event_id")
         .select_related("event", "endpoint")
+        .select_for_update(skip_locked=True, of=("self",))[:limit]
     )
+    if not claimed:
+        return []
+    lines: dict[tuple[int, str], list[Delivery]] = {}
+    for delivery in claimed:
+        lines.setdefault((delivery.endpoint_id, delivery.user_public_id), []).append(delivery)
+    # Every pending delivery of these lines up to the last one claimed, read after the locks
+    # were taken (what another worker committed meanwhile is seen): a line is ours as far as
+    # our claim equals its pending deliveries from the first on. An earlier one locked by
+    # another worker, or waiting for its retry, makes the claim start late: not ours; one
+    # skipped in the middle cuts our claim there.
+    pending: dict[tuple[int, str], list[int]] = {}
+    rows = Delivery.objects.filter(
+        state=Pending,
+        endpoint_id__in={endpoint for endpoint, _ in lines},
+        user_public_id__in={user for _, user in lines},
+        event_id__lte=max(d.event_id for d in claimed),
+    ).values_list("endpoint_id", "user_public_id", "event_id")
+    for endpoint_id, user, event_id in rows:
+        if (endpoint_id, user) in lines:
+            pending.setdefault((endpoint_id, user), []).append(event_id)
+    ours = []
+    for line, deliveries in lines.items():
+        for delivery, event_id in zip(deliveries, sorted(pending.get(line, ())), strict=False):
+            if delivery.event_id != event_id:
+                break
+            ours.append(delivery)
+    return sorted(ours, key=lambda d: d.event_id)
 
 
-def deliveries_post(*, limit: int = 50, per_line: int = 20) -> RoundResult:
-    """One round: claim up to `limit` due heads of (endpoint, user) lines, post each and, while
-    they succeed, up to `per_line` more of the same line; commit the outcomes together."""
+def deliveries_post(*, limit: int = 100) -> RoundResult:
+    """One round: claim due deliveries, post each line's in order (a failure ends its line for
+    this round), and commit every outcome together; a worker killed before the commit leaves
+    them all pending (posted again: at least once)."""
     result = RoundResult()
     secrets: dict[int, str] = {}
     with transaction.atomic():
         now = timezone.now()
-        heads = list(
-            _due(now).order_by("event_id").select_for_update(skip_locked=True, of=("self",))[:limit]
-        )
-        for head in heads:
-            delivery, posted = head, 0
-            while delivery is not None and posted < per_line:
-                ok = _record(delivery, _attempt(delivery, secrets), timezone.now(), result)
-                posted += 1
-                if not ok:
-                    break
-                # The next of this line: nobody else can hold it while its predecessor (ours,
-                # locked, still pending to everyone else) is uncommitted.
-                delivery = (
-                    Delivery.objects.filter(
-                        endpoint_id=head.endpoint_id,
-                        user_public_id=head.user_public_id,
-                        state=Pending,
-                        event_id__gt=delivery.event_id,
-                        next_attempt_at__lte=timezone.now(),
-                    )
-                    .order_by("event_id")
-                    .select_related("event", "endpoint")
-                    .select_for_update(skip_locked=True, of=("self",))
-                    .first()
-                )
+        claimed = _claim(now, limit)
+        failed_lines: set[tuple[int, str]] = set()
+        for delivery in claimed:
+            line = (delivery.endpoint_id, delivery.user_public_id)
+            if line in failed_lines:
+                continue  # held back behind its failed predecessor
+            if not _record(delivery, _attempt(delivery, secrets), timezone.now(), result):
+                failed_lines.add(line)
     return result
 
 
