@@ -579,6 +579,8 @@ EVENTS_RETRY_BASE_SECONDS = env.float("EVENTS_RETRY_BASE_SECONDS", default=5)
 EVENTS_RETRY_MAX_SECONDS = env.float("EVENTS_RETRY_MAX_SECONDS", default=3600)
 EVENTS_CONNECT_TIMEOUT_SECONDS = env.float("EVENTS_CONNECT_TIMEOUT_SECONDS", default=3)
 EVENTS_READ_TIMEOUT_SECONDS = env.float("EVENTS_READ_TIMEOUT_SECONDS", default=5)
+# Lines (endpoint, user) one worker posts at the same time; each line stays in order.
+EVENTS_DELIVERY_THREADS = env.int("EVENTS_DELIVERY_THREADS", default=8)
 # How long an idle worker sleeps between looks at the outbox (the latency floor).
 EVENTS_POLL_SECONDS = env.float("EVENTS_POLL_SECONDS", default=0.05)
 # Delivered events older than this are deleted by the worker.

@@ -1,9 +1,9 @@
 """Where webhooks may go: only an endpoint's configured URL, and only to an address that is not
 a cloud metadata service or link-local (ever), nor loopback or private (unless
 EVENTS_ALLOW_PRIVATE_ADDRESSES), and only to hosts in EVENTS_ALLOWED_HOSTS when that is set.
-Checked when an endpoint is saved and again at every connection, on the address actually
-connected to (events/transport.py connects to the address checked here: no second lookup a
-rebinding DNS server could answer differently)."""
+Checked when an endpoint is saved and again by the worker (once per endpoint and delivery
+round), on the address then connected to (events/transport.py connects to the address checked
+here: no second lookup a rebinding DNS server could answer differently)."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ import certifi
 import urllib3
 from django.conf import settings
 
-from events.addresses import AddressRefused, Target, target_resolve
+from events.addresses import Target
 
 _pools: dict[tuple[str, str, int, str, str], urllib3.HTTPConnectionPool] = {}
 
@@ -36,7 +36,7 @@ def _pool(target: Target) -> urllib3.HTTPConnectionPool:
                 target.address,
                 target.port,
                 timeout=timeout,
-                maxsize=1,
+                maxsize=settings.EVENTS_DELIVERY_THREADS,
                 retries=False,
                 cert_reqs="CERT_REQUIRED",
                 ca_certs=settings.EVENTS_CA_BUNDLE or certifi.where(),
@@ -45,18 +45,19 @@ def _pool(target: Target) -> urllib3.HTTPConnectionPool:
             )
         else:
             pool = urllib3.HTTPConnectionPool(
-                target.address, target.port, timeout=timeout, maxsize=1, retries=False
+                target.address,
+                target.port,
+                timeout=timeout,
+                maxsize=settings.EVENTS_DELIVERY_THREADS,
+                retries=False,
             )
         _pools[key] = pool
     return pool
 
 
-def post(*, url: str, body: bytes, headers: dict[str, str]) -> Response:
-    """POST `body`; a 2xx is success, anything else (3xx included) a failure to retry."""
-    try:
-        target = target_resolve(url)
-    except AddressRefused as exc:
-        return Response(None, f"refused: {exc}"[:255])
+def post(*, target: Target, body: bytes, headers: dict[str, str]) -> Response:
+    """POST `body` to a checked target (events.addresses.target_resolve, once per endpoint and
+    delivery round); a 2xx is success, anything else (3xx included) a failure to retry."""
     host = target.host if ":" not in target.host else f"[{target.host}]"
     default_port = 443 if target.scheme == "https" else 80
     host_header = host if target.port == default_port else f"{host}:{target.port}"
