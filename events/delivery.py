@@ -44,6 +44,7 @@ class RoundResult:
     delivered: int = 0
     retrying: int = 0
     parked: int = 0
+    claimed: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def count(self, outcome: str) -> None:
@@ -53,6 +54,29 @@ class RoundResult:
     @property
     def attempted(self) -> int:
         return self.delivered + self.retrying + self.parked
+
+
+# The fan-out in one statement (PostgreSQL): mark up to `limit` events dispatched and insert
+# their deliveries (the same rules as the ORM version below, which SQLite runs).
+_FAN_OUT_SQL = """
+WITH batch AS (
+    SELECT id FROM events_event WHERE NOT dispatched ORDER BY id LIMIT %(limit)s
+), marked AS (
+    UPDATE events_event e SET dispatched = true FROM batch WHERE e.id = batch.id
+    RETURNING e.id, e.type, e.user_public_id, e.occurred_at
+), inserted AS (
+    INSERT INTO events_delivery (
+        event_id, endpoint_id, user_public_id, state, attempts, next_attempt_at, last_error,
+        created_at
+    )
+    SELECT m.id, w.id, m.user_public_id, %(pending)s, 0, now(), '', now()
+    FROM marked m JOIN events_webhookendpoint w
+        ON w.active AND w.created_at <= m.occurred_at
+        AND (w.event_types = '[]'::jsonb OR w.event_types ? m.type)
+    ON CONFLICT (event_id, endpoint_id) DO NOTHING
+)
+SELECT count(*) FROM marked
+"""
 
 
 def events_fan_out(*, limit: int = 500) -> int:
@@ -66,6 +90,8 @@ def events_fan_out(*, limit: int = 500) -> int:
                 cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [_FAN_OUT_LOCK])
                 if not cursor.fetchone()[0]:
                     return 0
+                cursor.execute(_FAN_OUT_SQL, {"limit": limit, "pending": Pending.value})
+                return cursor.fetchone()[0]
         events = list(
             Event.objects.filter(dispatched=False)
             .order_by("id")
@@ -245,6 +271,7 @@ def deliveries_post(*, limit: int = 100) -> RoundResult:
     known = _Round(secrets={}, targets={})
     with transaction.atomic():
         claimed = _claim(timezone.now(), limit)
+        result.claimed = len(claimed)
         lines: dict[tuple[int, str], list[Delivery]] = {}
         for delivery in claimed:
             lines.setdefault((delivery.endpoint_id, delivery.user_public_id), []).append(delivery)

@@ -18,6 +18,9 @@ from events.services import events_prune
 
 logger = logging.getLogger("events.worker")
 
+FAN_OUT_LIMIT = 500  # events made into deliveries per round
+DELIVERY_LIMIT = 100  # deliveries claimed per round
+
 
 class Command(BaseCommand):
     help = (
@@ -40,8 +43,8 @@ class Command(BaseCommand):
         while not stop.is_set():
             close_old_connections()  # a dropped database connection is reopened next round
             try:
-                fanned = events_fan_out()
-                result = deliveries_post()
+                fanned = events_fan_out(limit=FAN_OUT_LIMIT)
+                result = deliveries_post(limit=DELIVERY_LIMIT)
             except Exception:
                 if once:
                     raise
@@ -59,7 +62,9 @@ class Command(BaseCommand):
             if time.monotonic() - last_prune > 3600:
                 events_prune(before=timezone.now() - timedelta(days=settings.EVENTS_RETENTION_DAYS))
                 last_prune = time.monotonic()
-            if not fanned and not result.attempted:
+            # Unless a round was full, wait before the next: the rounds' fixed cost is then
+            # shared by the events of a poll interval (under load) instead of paid per event.
+            if fanned < FAN_OUT_LIMIT and result.claimed < DELIVERY_LIMIT:
                 stop.wait(settings.EVENTS_POLL_SECONDS)
         self._report(totals)
 
