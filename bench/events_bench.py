@@ -5,8 +5,10 @@ Prints, in one run:
 1. Accepted callbacks per second on POST /api/oss/callback/ (pre-signed callbacks of pre-issued
    sts tickets, HeadObject check on, as bench/uploads_bench.py drives them) with one active
    webhook endpoint and `manage.py deliver_events` running (posting every upload.accepted to a
-   local receiver), against the same with the worker stopped. Rounds alternate the two sides;
-   between them the worker drains what the other side left, unmeasured. Target: >= 0.9x.
+   local receiver), against the same with the worker paused (SIGSTOP). Rounds alternate the two
+   sides; between them the worker drains what the other side left, unmeasured. Target: >= 0.9x.
+   Also the server CPU (gunicorn + PostgreSQL, the worker's backend included) per callback on
+   each side, which the load of a shared machine does not distort as it does rates.
    Every accepted callback writes its event in both sides (the outbox is part of the callback);
    what differs is the worker and the receiver competing for the machine and the database.
 2. Delivery latency, p50 and p99, from the event's time (taken just before the callback's
@@ -144,13 +146,13 @@ def drain(timeout: float = 300) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--callbacks", type=int, default=1500, help="callbacks per measurement")
-    parser.add_argument("--rounds", type=int, default=3, help="without/with pairs")
+    parser.add_argument("--callbacks", type=int, default=600, help="callbacks per measurement")
+    parser.add_argument("--rounds", type=int, default=6, help="without/with pairs")
     parser.add_argument("--seconds", type=float, default=15, help="latency run length")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     args = parser.parse_args()
     if args.quick:
-        args.callbacks, args.rounds, args.seconds = 300, 1, 3
+        args.callbacks, args.rounds, args.seconds = 300, 2, 3
 
     db_name = urlsplit(ub.BENCH_DB).path.lstrip("/")
     ub.psql(f'DROP DATABASE IF EXISTS "{db_name}"')
@@ -213,16 +215,20 @@ def main() -> None:
         )
         ub.load(app_port, requests_[:warm])  # public key fetched, connections warm
         worker = start_worker(env)
+        children.append(worker)
         drain()
         rounds = []
         cursor = warm
         for r in range(args.rounds):
-            # Without: the worker stopped (the endpoint stays; events wait in the outbox).
-            ub.stop(worker)
+            # Without: the worker paused (SIGSTOP: it takes no CPU and makes no query; the
+            # endpoint stays and events wait in the outbox). Pausing rather than restarting
+            # lets the sides alternate quickly on a machine whose load drifts.
+            drain()
+            worker.send_signal(signal.SIGSTOP)
             batch = requests_[cursor : cursor + args.callbacks]
             cursor += args.callbacks
             without, app_wo, db_wo = ub._measure(app_port, batch, gunicorn.pid)
-            worker = start_worker(env)
+            worker.send_signal(signal.SIGCONT)
             drain()  # what the other side left, unmeasured
             batch = requests_[cursor : cursor + args.callbacks]
             cursor += args.callbacks
@@ -256,6 +262,7 @@ def main() -> None:
             )
         }
         ub.stop(worker)
+        children.remove(worker)
         receiver.send_signal(signal.SIGTERM)
         receiver.wait(timeout=30)
         children.remove(receiver)
