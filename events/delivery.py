@@ -263,6 +263,18 @@ def _claim(now: datetime, limit: int) -> list[Delivery]:
     return sorted(ours, key=lambda d: d.event_id)
 
 
+_pools: dict[int, ThreadPoolExecutor] = {}
+
+
+def _pool() -> ThreadPoolExecutor:
+    """The worker's posting threads, kept between rounds (starting them every round cost more
+    than the posts to a fast receiver)."""
+    size = settings.EVENTS_DELIVERY_THREADS
+    if size not in _pools:
+        _pools[size] = ThreadPoolExecutor(size, thread_name_prefix="deliver")
+    return _pools[size]
+
+
 def deliveries_post(*, limit: int = 100) -> RoundResult:
     """One round: claim due deliveries, post each line's in order (a failure ends its line for
     this round), and commit every outcome together; a worker killed before the commit leaves
@@ -287,10 +299,8 @@ def deliveries_post(*, limit: int = 100) -> RoundResult:
             return attempted
 
         # Lines in parallel (a slow receiver holds up only its own lines), each line in order.
-        threads = min(settings.EVENTS_DELIVERY_THREADS, len(lines))
-        if threads > 1:
-            with ThreadPoolExecutor(threads, thread_name_prefix="deliver") as pool:
-                done = list(pool.map(post_line, lines.values()))
+        if len(lines) > 1 and settings.EVENTS_DELIVERY_THREADS > 1:
+            done = list(_pool().map(post_line, lines.values()))
         else:
             done = [post_line(deliveries) for deliveries in lines.values()]
         _outcomes_save([delivery for attempted in done for delivery in attempted])
