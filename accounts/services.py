@@ -15,6 +15,8 @@ from accounts.models import LoginSession, User, username_check_available
 from accounts.signals import user_suspended
 from accounts.token_state import sessions_ended_mark, token_claims, tokens_revoked
 from appserver.errors import Conflict, InvalidInput, TokenNotValid
+from events.models import EventType
+from events.services import event_record
 
 _TAKEN = "That username is taken, or looks too much like one that is."
 
@@ -61,9 +63,22 @@ def user_suspend(*, user: User, reason: str = "") -> User:
     once, on which the apps above drop what the user could still be handed (tokens: the cached
     credentials)."""
     with transaction.atomic(), tokens_revoked(user=user):
+        # Only a change of state is an event: suspending a suspended user again writes none.
+        was_suspended = (
+            User.objects.select_for_update()
+            .filter(pk=user.pk)
+            .values_list("is_suspended", flat=True)
+            .first()
+        )
         User.objects.filter(pk=user.pk).update(
             is_suspended=True, suspended_at=timezone.now(), suspension_reason=reason[:255]
         )
+        if not was_suspended:
+            event_record(
+                type=EventType.USER_SUSPENDED,
+                user_public_id=user.public_id,
+                data={"reason": reason[:255]},
+            )
     user.refresh_from_db(fields=["is_suspended", "suspended_at", "suspension_reason"])
     user_suspended.send(sender=User, user=user)
     return user

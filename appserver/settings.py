@@ -83,6 +83,7 @@ INSTALLED_APPS = [
     "django_otp.plugins.otp_static",
     "csp",
     "corsheaders",
+    "events",
     "accounts",
     "policies",
     "tokens",
@@ -582,3 +583,28 @@ SWEEP_GRACE_SECONDS = env.int("SWEEP_GRACE_SECONDS", default=30)
 # is a plain index on created_at, which is all a local demo needs.
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     SILENCED_SYSTEM_CHECKS = [*globals().get("SILENCED_SYSTEM_CHECKS", []), "models.W040"]
+
+# --- Events and webhooks (events/, docs/events.md) -------------------------------------------
+# Delivery is retried (exponential backoff with jitter) until an event is this old, then parked.
+EVENTS_MAX_AGE_HOURS = env.float("EVENTS_MAX_AGE_HOURS", default=72)
+EVENTS_RETRY_BASE_SECONDS = env.float("EVENTS_RETRY_BASE_SECONDS", default=5)
+EVENTS_RETRY_MAX_SECONDS = env.float("EVENTS_RETRY_MAX_SECONDS", default=3600)
+EVENTS_CONNECT_TIMEOUT_SECONDS = env.float("EVENTS_CONNECT_TIMEOUT_SECONDS", default=3)
+EVENTS_READ_TIMEOUT_SECONDS = env.float("EVENTS_READ_TIMEOUT_SECONDS", default=5)
+# Lines (endpoint, user) one worker posts at the same time; each line stays in order.
+EVENTS_DELIVERY_THREADS = env.int("EVENTS_DELIVERY_THREADS", default=8)
+# How long an idle worker sleeps between looks at the outbox (the latency floor).
+EVENTS_POLL_SECONDS = env.float("EVENTS_POLL_SECONDS", default=0.05)
+# Delivered events older than this are deleted by the worker.
+EVENTS_RETENTION_DAYS = env.int("EVENTS_RETENTION_DAYS", default=30)
+# Webhook hosts allowed (exact names); empty: any host that passes the address checks.
+EVENTS_ALLOWED_HOSTS = env.list("EVENTS_ALLOWED_HOSTS", default=[])
+# Loopback and private addresses (in-VPC receivers, local tests). Link-local and metadata
+# addresses (169.254.0.0/16, 100.100.100.200) are refused whatever this says.
+EVENTS_ALLOW_PRIVATE_ADDRESSES = env.bool("EVENTS_ALLOW_PRIVATE_ADDRESSES", default=not PRODUCTION)
+# Fernet key(s), comma-separated (first encrypts), for the stored webhook secrets; empty derives
+# one from SECRET_KEY (then changing SECRET_KEY means setting every endpoint's secret again).
+EVENTS_ENCRYPTION_KEY = env.str("EVENTS_ENCRYPTION_KEY", default="")
+# CA certificates (PEM file) that https receivers' certificates are verified with; empty: the
+# public CAs (certifi). For receivers with certificates of an internal CA.
+EVENTS_CA_BUNDLE = env.str("EVENTS_CA_BUNDLE", default="")

@@ -29,6 +29,8 @@ from accounts.selectors import user_storage_prefix
 from accounts.signals import user_erasing, user_suspended
 from accounts.token_state import tokens_revoked
 from appserver.errors import Conflict, PermissionDenied
+from events.models import EventType
+from events.services import event_record
 from uploads import oss
 from uploads.models import CallbackRefusal, Upload
 
@@ -115,6 +117,18 @@ def erasure_continue(*, erasure: AccountErasure) -> AccountErasure:
             # Cascades: uploads, tickets, usage, identities, login sessions.
             User.objects.filter(pk=user_id).delete()
             erasure.uploads_deleted, erasure.identities_deleted = uploads, identities
+            # The facts of the receipt only: the user's keys and metadata are gone with them.
+            event_record(
+                type=EventType.USER_ERASED,
+                user_public_id=erasure.public_id,
+                data={
+                    "reason": erasure.reason,
+                    "uploads_deleted": uploads,
+                    "objects_deleted": erasure.objects_deleted,
+                    "bytes_deleted": erasure.bytes_deleted,
+                    "guest": user.is_guest,
+                },
+            )
         erasure.user = None
         erasure.state = AccountErasure.State.DONE
         erasure.finished_at = timezone.now()

@@ -47,7 +47,7 @@ def str_env(values: dict) -> dict[str, str]:
 
 def test_compose_services_and_health_checks():
     services = _compose()["services"]
-    assert set(services) == {"db", "redis", "emulator", "migrate", "app", "sweep"}
+    assert set(services) == {"db", "redis", "emulator", "migrate", "app", "sweep", "events"}
     for name in ("db", "redis", "emulator", "app"):
         assert services[name]["healthcheck"]["test"], name
     assert services["app"]["depends_on"]["migrate"] == {
@@ -58,6 +58,12 @@ def test_compose_services_and_health_checks():
     assert "python manage.py sweep_uploads; sleep 60" in services["sweep"]["command"][-1]
     assert services["sweep"]["environment"] == services["app"]["environment"]
     assert services["sweep"]["depends_on"]["migrate"] == {
+        "condition": "service_completed_successfully"
+    }
+    # The webhook worker likewise, long-running.
+    assert services["events"]["command"] == ["python", "manage.py", "deliver_events"]
+    assert services["events"]["environment"] == services["app"]["environment"]
+    assert services["events"]["depends_on"]["migrate"] == {
         "condition": "service_completed_successfully"
     }
 

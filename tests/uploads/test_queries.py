@@ -3,6 +3,7 @@ statement: its cost does not grow with the uploads in flight."""
 
 from __future__ import annotations
 
+import uuid
 from functools import partial
 
 import pytest
@@ -99,6 +100,7 @@ def test_a_callback_reaches_its_ticket_by_primary_key(user, settings):
         "verified_at": None,
         "max_bytes": settings.UPLOAD_QUOTA_BYTES,
         "max_objects": settings.UPLOAD_QUOTA_OBJECTS,
+        "event_uid": uuid.uuid4(),
     }
     with connection.cursor() as cursor:
         # Parameters bound on the client, as for every execution before the statement is

@@ -29,7 +29,9 @@ Mode = UploadTicket.Mode
 # - `usage` commits the bytes only if they fit the quota (the arithmetic of `usage_commit`);
 #   `ticket` is marked used only if `usage` returned a row; the upload is inserted only if
 #   `ticket` was. Any condition unmet: no row, nothing written.
-# Column lists match uploads/models.py.
+# - `event` writes the upload.accepted event (events/, the outbox) from the inserted row, so it
+#   commits with the upload in the same statement; its data is uploads.services.outbox's.
+# Column lists match uploads/models.py and events/models.py.
 ACCEPT_AT_ONCE_SQL = """
 WITH locked AS MATERIALIZED (
     SELECT id, owner_id, bucket, key, mode, status, expires_at, declared_size, content_type,
@@ -63,17 +65,30 @@ WITH locked AS MATERIALIZED (
     SET status = %(used)s, used_at = %(now)s, reserved_bytes = 0
     WHERE id = (SELECT id FROM t) AND EXISTS (SELECT FROM usage)
     RETURNING id, owner_id, filename, metadata
+), upload AS (
+    INSERT INTO uploads_upload (
+        owner_id, ticket_id, bucket, key, filename, size, etag, crc64, content_type,
+        image_width, image_height, image_format, metadata, oss_request_id, status, created_at,
+        updated_at, verified_at
+    )
+    SELECT owner_id, id, %(bucket)s, %(key)s, filename, %(size)s, %(etag)s, %(crc64)s,
+        %(content_type)s, %(image_width)s, %(image_height)s, %(image_format)s, metadata,
+        %(oss_request_id)s, %(active)s, %(now)s, %(now)s, %(verified_at)s
+    FROM ticket
+    RETURNING id, owner_id, filename, metadata
+), event AS (
+    INSERT INTO events_event (uid, type, occurred_at, user_public_id, data, dispatched)
+    SELECT %(event_uid)s, 'upload.accepted', %(now)s, %(public_id)s,
+        jsonb_build_object(
+            'upload_id', id, 'key', %(key)s, 'bucket', %(bucket)s, 'filename', filename,
+            'size', %(size)s, 'content_type', %(content_type)s, 'etag', %(etag)s,
+            'metadata', metadata, 'image_width', %(image_width)s::integer,
+            'image_height', %(image_height)s::integer
+        ),
+        false
+    FROM upload
 )
-INSERT INTO uploads_upload (
-    owner_id, ticket_id, bucket, key, filename, size, etag, crc64, content_type, image_width,
-    image_height, image_format, metadata, oss_request_id, status, created_at, updated_at,
-    verified_at
-)
-SELECT owner_id, id, %(bucket)s, %(key)s, filename, %(size)s, %(etag)s, %(crc64)s,
-    %(content_type)s, %(image_width)s, %(image_height)s, %(image_format)s, metadata,
-    %(oss_request_id)s, %(active)s, %(now)s, %(now)s, %(verified_at)s
-FROM ticket
-RETURNING id, owner_id, filename, metadata
+SELECT id, owner_id, filename, metadata FROM upload
 """
 
 
@@ -113,6 +128,7 @@ def accept_at_once(
     params = dict(
         fields,
         ticket_id=ticket_id,
+        event_uid=uuid.uuid4(),
         bucket=bucket,
         key=facts.key,
         public_id=public_id,

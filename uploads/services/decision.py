@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from accounts.selectors import user_storage_prefix
+from events.models import EventType
 from uploads import oss
 from uploads.models import CallbackRefusal, StorageUsage, Upload, UploadTicket
 from uploads.services.accept_at_once import accept_at_once
@@ -33,6 +34,7 @@ from uploads.services.callback_facts import (
     refusal_answer,
     upload_answer,
 )
+from uploads.services.outbox import refusal_event, upload_event
 from uploads.services.quota import reservation_release, usage_locked
 from uploads.services.rules import Verdict, callback_refusal
 from uploads.services.ticket_tokens import ticket_token, token_claims
@@ -193,26 +195,51 @@ def callback_decide_locked(
         return answer
 
     named = UploadTicket.objects.filter(bucket=bucket, key=facts.key).exists()
+    owner = None if genuine and ticket else _owner_by_key(facts.key)
+    with transaction.atomic():
+        refusal = _refusal_unbound(
+            facts=facts,
+            real=real,
+            bucket=bucket,
+            ticket=ticket if genuine else None,
+            owner=owner,
+            named=named or genuine,
+        )
+    # Never removed here: no verified ticket binds the key this body names (the sweep accounts
+    # for whatever is stored there).
+    return CallbackAnswer(False, refusal_answer(refusal))
+
+
+def _refusal_unbound(
+    *,
+    facts: CallbackFacts,
+    real: oss.ObjectInfo | None,
+    bucket: str,
+    ticket: UploadTicket | None,
+    owner: User | None,
+    named: bool,
+) -> CallbackRefusal:
+    """The refusal of a callback no verified ticket of this key explains, and its event when
+    the user is known (in the caller's transaction)."""
     refusal = CallbackRefusal.objects.create(
-        reason=Reason.TICKET_MISMATCH if named or genuine else Reason.NO_TICKET,
+        reason=Reason.TICKET_MISMATCH if named else Reason.NO_TICKET,
         message=(
             "The callback's ticket does not match this object."
-            if named or genuine
+            if named
             else "No upload ticket names this object."
         ),
-        owner_id=ticket.owner_id
-        if genuine and ticket
-        else getattr(_owner_by_key(facts.key), "pk", None),
-        ticket=ticket if genuine else None,
+        owner_id=ticket.owner_id if ticket else getattr(owner, "pk", None),
+        ticket=ticket,
         bucket=bucket,
         key=facts.key,
         size=real.size if real else facts.size,
         content_type=(real.content_type if real else facts.mime_type)[:255],
         oss_request_id=facts.request_id,
     )
-    # Never removed here: no verified ticket binds the key this body names (the sweep accounts
-    # for whatever is stored there).
-    return CallbackAnswer(False, refusal_answer(refusal))
+    public_id = ticket.owner_public_id if ticket else getattr(owner, "public_id", "")
+    if public_id:
+        refusal_event(refusal=refusal, owner_public_id=public_id)
+    return refusal
 
 
 def usage_commit(*, user_id: int, reserved_bytes: int, size: int) -> bool:
@@ -272,6 +299,11 @@ def _decide_locked(
             usage_locked(user_id=ticket.owner_id)
             accepted = _accept(ticket=ticket, upload=upload, now=now)
         if accepted:
+            upload_event(
+                type=EventType.UPLOAD_ACCEPTED,
+                upload=upload,
+                owner_public_id=ticket.owner_public_id,
+            )
             return CallbackAnswer(True, upload_answer(upload)), None
         verdict = Verdict(Reason.QUOTA_EXCEEDED, "The upload exceeds the storage quota.")
     usage = usage_locked(user_id=ticket.owner_id)
@@ -291,6 +323,7 @@ def _decide_locked(
         content_type=(real.content_type if real else facts.mime_type)[:255],
         oss_request_id=facts.request_id,
     )
+    refusal_event(refusal=refusal, owner_public_id=ticket.owner_public_id)
     return CallbackAnswer(False, refusal_answer(refusal)), refusal
 
 

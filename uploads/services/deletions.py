@@ -7,8 +7,10 @@ from django.utils import timezone
 
 from accounts.models import User
 from appserver.errors import AppError, NotFound
+from events.models import EventType
 from uploads import oss
 from uploads.models import Upload
+from uploads.services.outbox import upload_event
 from uploads.services.quota import usage_locked
 
 
@@ -36,6 +38,7 @@ def upload_delete(*, user: User, upload_id: int) -> None:
         Upload.objects.filter(pk=locked.pk).update(
             status=Upload.Status.DELETED, deleted_at=timezone.now(), updated_at=timezone.now()
         )
+        upload_event(type=EventType.UPLOAD_DELETED, upload=locked, owner_public_id=user.public_id)
 
 
 def uploads_delete_by_admin(*, upload_ids: list[int]) -> tuple[int, int]:

@@ -21,11 +21,13 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
+from events.models import EventType
 from uploads import oss
 from uploads.content_types import content_type_allowed
 from uploads.models import CallbackRefusal, Upload, UploadTicket
 from uploads.selectors import usage_limits
 from uploads.services.callback_facts import base_type
+from uploads.services.outbox import refusal_event, upload_event
 from uploads.services.quota import usage_locked
 from uploads.services.rules import Verdict, object_refusal
 
@@ -67,9 +69,13 @@ def upload_adopt(
         )
         # The upload happened when OSS stored it, not when we noticed it.
         Upload.objects.filter(pk=upload.pk).update(created_at=stored_at)
+        upload.created_at = stored_at
         usage.bytes_used += info.size
         usage.objects_used += 1
         usage.save(update_fields=["bytes_used", "objects_used", "updated_at"])
+        upload_event(
+            type=EventType.UPLOAD_ADOPTED, upload=upload, owner_public_id=owner.public_id, by=by
+        )
     return upload
 
 
@@ -161,6 +167,8 @@ def upload_verify(*, upload_id: int, info: oss.ObjectInfo, now: datetime | None 
             content_type=real_type[:255],
             oss_request_id=info.request_id[:64],
         )
+        owner_public_id = User.objects.filter(pk=owner_id).values_list("public_id", flat=True)
+        refusal_event(refusal=refusal, owner_public_id=owner_public_id.first() or "")
     # After commit, as for a refused callback: a failed delete leaves a deleted row whose
     # object remains, which the next sweep deletes again.
     if oss.oss_delete_object(key=refusal.key, timeout=oss.RECONCILE_TIMEOUT_SECONDS).removed:

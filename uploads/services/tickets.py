@@ -16,6 +16,8 @@ from django.utils import timezone
 from accounts.models import User
 from accounts.selectors import user_storage_prefix
 from appserver.errors import AccountSuspended, InvalidInput
+from events.models import EventType
+from events.services import event_record
 from uploads.content_types import content_type_allowed, content_type_extension
 from uploads.models import UploadTicket
 from uploads.selectors import usage_limits
@@ -113,6 +115,61 @@ def ticket_issue(
         expires_at = min(expires_at, not_after)
     ticket_id = uuid.uuid4()
     prefix = user_storage_prefix(user=user)
+    try:
+        ticket = _ticket_reserve(
+            user=user,
+            ticket_id=ticket_id,
+            prefix=prefix,
+            filename=filename,
+            size=size,
+            content_type=content_type,
+            metadata=metadata,
+            mode=mode,
+            now=now,
+            expires_at=expires_at,
+        )
+    except QuotaExceeded as exc:
+        # The reservation rolled back; the refusal is the whole change (no other row).
+        event_record(
+            type=EventType.QUOTA_EXCEEDED,
+            user_public_id=user.public_id,
+            data={"at": "ticket", "size": size, "content_type": content_type, "reason": str(exc)},
+            alone=True,
+        )
+        raise
+    token = ticket_token(ticket=ticket, owner_public_id=user.public_id)
+    callback = {
+        "callbackUrl": settings.OSS_CALLBACK_URL,
+        "callbackBody": CALLBACK_BODY,
+        "callbackBodyType": CALLBACK_BODY_TYPE,
+    }
+    variables = {"x:ticket": token}
+    headers = {
+        "x-oss-callback": base64.b64encode(json.dumps(callback).encode()).decode(),
+        "x-oss-callback-var": base64.b64encode(json.dumps(variables).encode()).decode(),
+        # OSS refuses to replace an existing key with it (409 FileAlreadyExists), and the
+        # session policies refuse any upload without it: an accepted object stays what it was.
+        "x-oss-forbid-overwrite": "true",
+    }
+    return IssuedTicket(
+        ticket=ticket, token=token, headers=headers, callback={**callback, "callbackVar": variables}
+    )
+
+
+def _ticket_reserve(
+    *,
+    user: User,
+    ticket_id: uuid.UUID,
+    prefix: str,
+    filename: str,
+    size: int,
+    content_type: str,
+    metadata: dict[str, str] | None,
+    mode: str,
+    now: datetime,
+    expires_at: datetime,
+) -> UploadTicket:
+    """Reserve the quota and write the ticket, in one transaction (QuotaExceeded: nothing)."""
     with transaction.atomic():
         usage = usage_locked(user_id=user.pk)
         # Lazily, so quotas recover even where no cron runs expire_tickets.
@@ -142,23 +199,7 @@ def ticket_issue(
             mode=mode,
             expires_at=expires_at,
         )
-    token = ticket_token(ticket=ticket, owner_public_id=user.public_id)
-    callback = {
-        "callbackUrl": settings.OSS_CALLBACK_URL,
-        "callbackBody": CALLBACK_BODY,
-        "callbackBodyType": CALLBACK_BODY_TYPE,
-    }
-    variables = {"x:ticket": token}
-    headers = {
-        "x-oss-callback": base64.b64encode(json.dumps(callback).encode()).decode(),
-        "x-oss-callback-var": base64.b64encode(json.dumps(variables).encode()).decode(),
-        # OSS refuses to replace an existing key with it (409 FileAlreadyExists), and the
-        # session policies refuse any upload without it: an accepted object stays what it was.
-        "x-oss-forbid-overwrite": "true",
-    }
-    return IssuedTicket(
-        ticket=ticket, token=token, headers=headers, callback={**callback, "callbackVar": variables}
-    )
+    return ticket
 
 
 def ticket_expire(*, ticket_id, cutoff: datetime) -> bool:
