@@ -14,8 +14,10 @@ import ipaddress
 import logging
 import threading
 import time
+from datetime import datetime
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.db.models import Case, F, IntegerField, Value, When
 from django.utils import timezone
 
@@ -25,6 +27,9 @@ from tokens.models import CredentialGrant
 from tokens.sts import StsCredentials
 
 logger = logging.getLogger(__name__)
+
+# Grants with counts waiting; beyond it (the database away for long) the counts are dropped.
+_MAX_PENDING = 100_000
 
 
 def _valid_ip(text: str | None) -> str | None:
@@ -76,7 +81,12 @@ class ServedCounter:
             self._pending[grant_id] = self._pending.get(grant_id, 0) + 1
             due = time.monotonic() - self._last_flush >= interval
         if due:
-            self.flush()
+            try:
+                self.flush()
+            except DatabaseError:
+                # The credentials were handed out from the cache, which needs no database: the
+                # counts wait for the next flush rather than cost the answer.
+                logger.warning("Credential hand-out counts not written yet (database error).")
 
     def discard(self) -> None:
         """Forget the counts not written yet (tests: the grants they name were rolled back)."""
@@ -91,14 +101,30 @@ class ServedCounter:
         items = sorted(pending.items())  # a fixed order: concurrent flushes never deadlock
         for start in range(0, len(items), 500):
             chunk = items[start : start + 500]
-            # One statement per chunk: a CASE adds each grant's own count.
-            increment = Case(
-                *(When(pk=grant_id, then=Value(count)) for grant_id, count in chunk),
-                output_field=IntegerField(),
-            )
-            CredentialGrant.objects.filter(pk__in=[grant_id for grant_id, _ in chunk]).update(
-                times_served=F("times_served") + increment, last_served_at=now
-            )
+            try:
+                self._write(chunk, now)
+            except DatabaseError:
+                self._keep(items[start:])
+                raise
+
+    def _keep(self, items: list[tuple[int, int]]) -> None:
+        """Put counts that could not be written back, for the next flush."""
+        with self._lock:
+            for grant_id, count in items:
+                self._pending[grant_id] = self._pending.get(grant_id, 0) + count
+            if len(self._pending) > _MAX_PENDING:  # the database gone for long: stop growing
+                self._pending.clear()
+
+    @staticmethod
+    def _write(chunk: list[tuple[int, int]], now: datetime) -> None:
+        # One statement per chunk: a CASE adds each grant's own count.
+        increment = Case(
+            *(When(pk=grant_id, then=Value(count)) for grant_id, count in chunk),
+            output_field=IntegerField(),
+        )
+        CredentialGrant.objects.filter(pk__in=[grant_id for grant_id, _ in chunk]).update(
+            times_served=F("times_served") + increment, last_served_at=now
+        )
 
 
 served_counter = ServedCounter()
