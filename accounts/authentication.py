@@ -89,7 +89,7 @@ class StatelessJWTAuthentication(JWTAuthentication):
             return super().get_user(validated_token)
         key = state_key(user_id)
         session_id = _session_id(validated_token)
-        keys = [key] if session_id is None else [key, session_key(session_id)]
+        keys = [key] if session_id is None else [key, session_key(user_id, session_id)]
         try:
             found = cache.get_many(keys)
         except RedisError:

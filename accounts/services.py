@@ -150,7 +150,7 @@ def session_start(*, user: User, user_agent: str = "", ip_address: str | None = 
 
 
 def _session_end_on_reuse(*, user: User, session_id: uuid.UUID) -> None:
-    sessions_ended_mark([session_id])
+    sessions_ended_mark(user_pk=user.pk, session_ids=[session_id])
     LoginSession.objects.filter(pk=session_id, user=user, ended_at__isnull=True).update(
         ended_at=timezone.now(), end_reason=LoginSession.EndReason.REUSE
     )
@@ -188,7 +188,7 @@ def session_logout(*, refresh: str) -> None:
     user = _token_user(user_id)
     # Marked first: the session's access tokens are refused everywhere once this returns
     # (accounts/token_state.py); a token that turns out not to be current ends it anyway.
-    sessions_ended_mark([session_id])
+    sessions_ended_mark(user_pk=user.pk, session_ids=[session_id])
     ended = LoginSession.objects.filter(
         pk=session_id, user=user, refresh_jti=jti, ended_at__isnull=True
     ).update(ended_at=timezone.now(), end_reason=LoginSession.EndReason.LOGOUT)
@@ -202,7 +202,7 @@ def session_revoke(*, user: User, session_id: uuid.UUID) -> bool:
     active = LoginSession.objects.filter(pk=session_id, user=user, ended_at__isnull=True)
     if not active.exists():
         return False
-    sessions_ended_mark([session_id])
+    sessions_ended_mark(user_pk=user.pk, session_ids=[session_id])
     return bool(active.update(ended_at=timezone.now(), end_reason=LoginSession.EndReason.REVOKED))
 
 
@@ -211,7 +211,7 @@ def session_revoke_others(*, user: User, keep: uuid.UUID | None) -> int:
     active = LoginSession.objects.filter(user=user, ended_at__isnull=True).exclude(pk=keep)
     # The ones that exist now (a login meanwhile is not "another" session yet).
     ids = list(active.values_list("pk", flat=True))
-    sessions_ended_mark(ids)
+    sessions_ended_mark(user_pk=user.pk, session_ids=ids)
     return active.filter(pk__in=ids).update(
         ended_at=timezone.now(), end_reason=LoginSession.EndReason.REVOKED
     )

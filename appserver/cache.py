@@ -29,6 +29,14 @@ from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
 from django.core.cache.backends.redis import RedisCacheClient
 
 SENTINEL_SCHEMES = ("redis+sentinel",)
+
+
+def user_tag(user_pk: int) -> str:
+    """The hash tag every key of one user carries, whichever app writes it: in a Redis Cluster
+    (or behind a cluster proxy) one user's keys share a slot, so one command may name several."""
+    return f"{{u{user_pk}}}"
+
+
 CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 
 
@@ -111,6 +119,18 @@ class _ReusingRedisCacheClient(RedisCacheClient):
         if client is None:
             client = self._clients.setdefault(id(pool), self._client(connection_pool=pool))
         return client
+
+    def set_many(self, data, timeout):
+        # Django pipelines one MSET and an EXPIRE per key; a cluster refuses MSET in a pipeline
+        # (and across slots). A SET with its expiry per key works on every deployment, and no
+        # key is ever without its expiry.
+        pipeline = self.get_client(None, write=True).pipeline(transaction=False)
+        for key, value in data.items():
+            if timeout == 0:  # Django's "expire at once"
+                pipeline.delete(key)
+            else:
+                pipeline.set(key, self._serializer.dumps(value), ex=timeout)
+        pipeline.execute()
 
 
 # KEYS[1]: the window's counter, KEYS[2] (optional): a key to read. ARGV[1]: window length in

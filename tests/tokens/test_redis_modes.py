@@ -14,7 +14,9 @@ from urllib.parse import quote
 import pytest
 import redis
 from django.core.cache import cache
+from rest_framework.test import APIRequestFactory
 
+from accounts.authentication import StatelessJWTAuthentication
 from accounts.services import user_suspend, user_unsuspend
 from appserver.errors import Throttled
 from tests.processes import _accepts, _wait
@@ -194,3 +196,29 @@ def test_a_key_prefix_with_braces_is_a_check_error(settings):
     assert not any(p.id == "tokens.E002" for p in credentials_settings_check(None))
     settings.CACHES = {"default": {**settings.CACHES["default"], "KEY_PREFIX": "app{1}"}}
     assert "tokens.E002" in [p.id for p in credentials_settings_check(None)]
+
+
+def test_the_token_epoch_on_a_redis_cluster(
+    api_client, user, password, settings, redis_cluster, django_assert_num_queries
+):
+    """The hot endpoints' one read (the user's epoch and the mark of an ended session, one
+    MGET) stays in the user's hash slot, so a cluster serves it without the database, and a
+    logout's mark reaches it."""
+    login = api_client.post(
+        "/api/auth/login/", {"username": user.username, "password": password}, format="json"
+    )
+    assert login.status_code == 200, login.content
+    access, refresh = login.json()["access"], login.json()["refresh"]
+    usage = "/api/uploads/usage/"
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {access}"}
+    assert api_client.get(usage, **auth).status_code == 200  # the database decides, once
+
+    request = APIRequestFactory().get(usage, **auth)
+    with django_assert_num_queries(0):
+        found, _ = StatelessJWTAuthentication().authenticate(request)
+    assert found.pk == user.pk
+
+    logout = api_client.post("/api/auth/logout/", {"refresh": refresh}, format="json")
+    assert logout.status_code in (200, 204), logout.content
+    response = api_client.get(usage, **auth)
+    assert response.status_code == 401, response.content

@@ -19,12 +19,10 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from appserver.cache import user_tag
+
 _CACHE_VERSION = "v2"
 _VERSION_CHARS = 16  # 64 bits tell releases apart; the entry is checked in full anyway
-
-
-def user_tag(user_pk: int) -> str:
-    return f"{{u{user_pk}}}"
 
 
 def entry_key(user_pk: int, epoch: int, scope: str, version: str) -> str:
