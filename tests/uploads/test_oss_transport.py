@@ -135,13 +135,13 @@ def test_a_connection_the_server_closed_is_replaced_once(settings, no_proxy):
 def test_a_silent_server_is_given_up_on_within_the_timeout(settings, no_proxy):
     server = _Recorder(hang=True)
     settings.OSS_ENDPOINT = server.endpoint
-    started = time.monotonic()
+    # Beyond the 30 s in_a_new_thread waits: only the call's own 0.5 s can end it in time.
+    settings.OSS_TIMEOUT_SECONDS = 120
     try:
         outcome = in_a_new_thread(lambda: oss.oss_head_object(key="k.png", timeout=0.5))
     finally:
         server.close()
-    assert isinstance(outcome.get("error"), oss.StorageUnavailable)
-    assert time.monotonic() - started < 3
+    assert isinstance(outcome.get("error"), oss.StorageUnavailable), outcome
     assert len(server.connections) == 1  # a new connection that timed out is not retried
 
 
