@@ -41,6 +41,9 @@ os.environ.pop("REPORTS_DATABASE_URL", None)
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
+# Its `flush` empties the database between transactional tests with DELETE instead of TRUNCATE.
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.cleanup"]  # noqa: F405
+
 _WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
 for _alias in CACHES.values():
     _alias["KEY_PREFIX"] = f"test-{_WORKER}"
