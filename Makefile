@@ -54,7 +54,6 @@ format: install
 	$(BIN)/ruff format .
 
 test: install check-services lint
-	$(TEST_ENV) $(BIN)/python manage.py makemigrations --check --dry-run
 	$(TEST_ENV) $(BIN)/pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 migrate: install
