@@ -46,6 +46,29 @@ from tests.processes import PostgresCluster, RedisServer, app_environment, free_
 
 __all__ = ["Fleet", "wait_until"]
 
+# The loop of the fleet's Django shell (Fleet.python): a script and its payload per line in, a
+# result per line out. A backing service may have been restarted since the last call, so no
+# database or Redis connection is reused from one call to the next.
+_SHELL = """
+import json, sys, traceback
+from django.core.cache import caches
+from django.db import connections
+for line in sys.stdin:
+    connections.close_all()
+    for cache in caches.all(initialized_only=True):
+        for pool in getattr(getattr(cache, "_cache", None), "_pools", {}).values():
+            pool.disconnect()
+    request = json.loads(line)
+    scope = {"payload": request["payload"], "result": None}
+    try:
+        exec(request["script"], scope)
+        answer = {"result": scope["result"]}
+    except Exception:
+        answer = {"error": traceback.format_exc()}
+    sys.stdout.write("FLEET-RESULT " + json.dumps(answer, default=str) + "\\n")
+    sys.stdout.flush()
+"""
+
 
 @dataclass
 class Fleet:
@@ -57,6 +80,7 @@ class Fleet:
     env: dict[str, str]
     instances: list[Instance] = field(default_factory=list)
     balancer: LoadBalancer | None = None
+    _shell: subprocess.Popen | None = field(default=None, repr=False)
 
     @classmethod
     def start(
@@ -149,15 +173,30 @@ class Fleet:
 
     def python(self, script: str, payload: object = None) -> object:
         """Run `script` in Django against the fleet (`payload` is its `payload`); it sets
-        `result`, which comes back through JSON."""
-        wrapper = (
-            "import json, sys\npayload = json.loads(sys.stdin.read())\nresult = None\n"
-            + script
-            + "\nprint('FLEET-RESULT ' + json.dumps(result, default=str))\n"
-        )
-        out = self.manage("shell", "--no-imports", "-c", wrapper, stdin=json.dumps(payload))
-        line = next(x for x in out.splitlines() if x.startswith("FLEET-RESULT "))
-        return json.loads(line.removeprefix("FLEET-RESULT "))
+        `result`, which comes back through JSON. One Django process serves every call (a start
+        costs seconds of CPU) and is started again if it has gone."""
+        if self._shell is None or self._shell.poll() is not None:
+            self._shell = subprocess.Popen(  # noqa: S603 - fixed argv built here
+                [sys.executable, "manage.py", "shell", "--no-imports", "-c", _SHELL],
+                cwd=ROOT,
+                env=self.env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=(self.directory / "shell.log").open("a"),
+                text=True,
+            )
+        assert self._shell.stdin is not None and self._shell.stdout is not None
+        self._shell.stdin.write(json.dumps({"script": script, "payload": payload}) + "\n")
+        self._shell.stdin.flush()
+        for line in self._shell.stdout:
+            if line.startswith("FLEET-RESULT "):
+                answer = json.loads(line.removeprefix("FLEET-RESULT "))
+                break
+        else:
+            raise RuntimeError(f"The fleet's Django shell exited: see {self.directory}/shell.log")
+        if "error" in answer:
+            raise RuntimeError(f"The script failed in the fleet's Django shell:\n{answer['error']}")
+        return answer["result"]
 
     def users(self, prefix: str, count: int) -> list[dict]:
         """`count` new users with an access token each:
@@ -184,6 +223,11 @@ for number in range(payload["count"]):
             wait_until(lambda u=url: status_of(u + "/healthz") == 200, f"{url} healthy", timeout)
 
     def close(self) -> None:
+        if self._shell is not None:
+            with contextlib.suppress(Exception):
+                self._shell.communicate(input="", timeout=10)  # end of input ends its loop
+            if self._shell.poll() is None:
+                self._shell.kill()
         if self.balancer is not None:
             self.balancer.close()
         for instance in self.instances:
