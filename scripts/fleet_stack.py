@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import queue
 import secrets
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +72,14 @@ for line in sys.stdin:
 """
 
 
+def _read_answers(stream, answers: queue.Queue) -> None:
+    """The shell's answers as they come (None once it has exited)."""
+    for line in stream:
+        if line.startswith("FLEET-RESULT "):
+            answers.put(json.loads(line.removeprefix("FLEET-RESULT ")))
+    answers.put(None)
+
+
 @dataclass
 class Fleet:
     directory: Path
@@ -81,6 +91,7 @@ class Fleet:
     instances: list[Instance] = field(default_factory=list)
     balancer: LoadBalancer | None = None
     _shell: subprocess.Popen | None = field(default=None, repr=False)
+    _answers: queue.Queue = field(default_factory=queue.Queue, repr=False)
 
     @classmethod
     def start(
@@ -171,29 +182,39 @@ class Fleet:
             raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stderr[-3000:]}")
         return result.stdout
 
-    def python(self, script: str, payload: object = None) -> object:
+    def python(self, script: str, payload: object = None, timeout: float = 180) -> object:
         """Run `script` in Django against the fleet (`payload` is its `payload`); it sets
         `result`, which comes back through JSON. One Django process serves every call (a start
-        costs seconds of CPU) and is started again if it has gone."""
+        costs seconds of CPU) and is started again if it has gone; one that gives no answer in
+        `timeout` seconds is killed, so a stuck script fails its caller instead of hanging it."""
         if self._shell is None or self._shell.poll() is not None:
-            self._shell = subprocess.Popen(  # noqa: S603 - fixed argv built here
-                [sys.executable, "manage.py", "shell", "--no-imports", "-c", _SHELL],
-                cwd=ROOT,
-                env=self.env,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=(self.directory / "shell.log").open("a"),
-                text=True,
-            )
-        assert self._shell.stdin is not None and self._shell.stdout is not None
+            with (self.directory / "shell.log").open("a") as log:
+                self._shell = subprocess.Popen(  # noqa: S603 - fixed argv built here
+                    [sys.executable, "manage.py", "shell", "--no-imports", "-c", _SHELL],
+                    cwd=ROOT,
+                    env=self.env,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=log,
+                    text=True,
+                )
+            self._answers = queue.Queue()
+            threading.Thread(
+                target=_read_answers, args=(self._shell.stdout, self._answers), daemon=True
+            ).start()
+        assert self._shell.stdin is not None
         self._shell.stdin.write(json.dumps({"script": script, "payload": payload}) + "\n")
         self._shell.stdin.flush()
-        for line in self._shell.stdout:
-            if line.startswith("FLEET-RESULT "):
-                answer = json.loads(line.removeprefix("FLEET-RESULT "))
-                break
-        else:
-            raise RuntimeError(f"The fleet's Django shell exited: see {self.directory}/shell.log")
+        log_path = self.directory / "shell.log"
+        try:
+            answer = self._answers.get(timeout=timeout)
+        except queue.Empty:
+            self._shell.kill()
+            self._shell.wait()
+            self._shell = None  # the next call starts another
+            raise RuntimeError(f"The fleet's Django shell gave no answer: see {log_path}") from None
+        if answer is None:
+            raise RuntimeError(f"The fleet's Django shell exited: see {log_path}")
         if "error" in answer:
             raise RuntimeError(f"The script failed in the fleet's Django shell:\n{answer['error']}")
         return answer["result"]
@@ -225,9 +246,11 @@ for number in range(payload["count"]):
     def close(self) -> None:
         if self._shell is not None:
             with contextlib.suppress(Exception):
-                self._shell.communicate(input="", timeout=10)  # end of input ends its loop
+                self._shell.stdin.close()  # end of input ends its loop
+                self._shell.wait(timeout=10)
             if self._shell.poll() is None:
                 self._shell.kill()
+                self._shell.wait()
         if self.balancer is not None:
             self.balancer.close()
         for instance in self.instances:
