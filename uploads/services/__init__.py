@@ -9,7 +9,8 @@ Quota accounting: issuing a ticket reserves its declared size and one object; th
 upload releases the reservation and adds the object's real size to what is used; a refused
 upload or an expired ticket releases the reservation.
 
-Modules, one concern each: tickets (issue, expire), ticket_tokens (the x:ticket MAC),
+Modules, one concern each: tickets (issue, expire), reservation (a ticket's quota and row: one
+statement on PostgreSQL, the locked path elsewhere), ticket_tokens (the x:ticket MAC),
 callback_facts (the callback body and the answers), rules (why an upload is refused),
 decision (callbacks, confirmations and the sweep decide here), accept_at_once (the one-statement
 fast path), quota (the usage row), deletions, repairs (the sweep's and reconciliation's writes).

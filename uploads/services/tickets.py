@@ -20,13 +20,13 @@ from events.models import EventType
 from events.services import event_record
 from uploads.content_types import content_type_allowed, content_type_extension
 from uploads.models import UploadTicket
-from uploads.selectors import usage_limits
 from uploads.services.quota import (
     QuotaExceeded,
     reservation_release,
     tickets_expire_locked,
     usage_locked,
 )
+from uploads.services.reservation import TicketRow, ticket_reserve
 from uploads.services.ticket_tokens import ticket_token
 
 Mode = UploadTicket.Mode
@@ -116,17 +116,19 @@ def ticket_issue(
     ticket_id = uuid.uuid4()
     prefix = user_storage_prefix(user=user)
     try:
-        ticket = _ticket_reserve(
-            user=user,
-            ticket_id=ticket_id,
-            prefix=prefix,
-            filename=filename,
-            size=size,
-            content_type=content_type,
-            metadata=metadata,
-            mode=mode,
-            now=now,
-            expires_at=expires_at,
+        ticket = ticket_reserve(
+            row=TicketRow(
+                id=ticket_id,
+                owner_id=user.pk,
+                key=_object_key(prefix=prefix, ticket_id=ticket_id, content_type=content_type),
+                filename=filename,
+                size=size,
+                content_type=content_type,
+                metadata=metadata or {},
+                mode=mode,
+                now=now,
+                expires_at=expires_at,
+            )
         )
     except QuotaExceeded as exc:
         # The reservation rolled back; the refusal is the whole change (no other row).
@@ -154,52 +156,6 @@ def ticket_issue(
     return IssuedTicket(
         ticket=ticket, token=token, headers=headers, callback={**callback, "callbackVar": variables}
     )
-
-
-def _ticket_reserve(
-    *,
-    user: User,
-    ticket_id: uuid.UUID,
-    prefix: str,
-    filename: str,
-    size: int,
-    content_type: str,
-    metadata: dict[str, str] | None,
-    mode: str,
-    now: datetime,
-    expires_at: datetime,
-) -> UploadTicket:
-    """Reserve the quota and write the ticket, in one transaction (QuotaExceeded: nothing)."""
-    with transaction.atomic():
-        usage = usage_locked(user_id=user.pk)
-        # Lazily, so quotas recover even where no cron runs expire_tickets.
-        tickets_expire_locked(usage=usage, now=now)
-        max_bytes, max_objects = usage_limits(usage=usage)
-        if usage.bytes_used + usage.bytes_reserved + size > max_bytes:
-            left = max(0, max_bytes - usage.bytes_used - usage.bytes_reserved)
-            raise QuotaExceeded(
-                f"This upload needs {size} bytes; {left} are left (pending uploads count "
-                "until they finish or their tickets expire)."
-            )
-        if usage.objects_used + usage.objects_reserved + 1 > max_objects:
-            raise QuotaExceeded(f"You already have the {max_objects} files allowed.")
-        usage.bytes_reserved += size
-        usage.objects_reserved += 1
-        usage.save(update_fields=["bytes_reserved", "objects_reserved", "updated_at"])
-        ticket = UploadTicket.objects.create(
-            id=ticket_id,
-            owner=user,
-            bucket=settings.OSS_BUCKET,
-            key=_object_key(prefix=prefix, ticket_id=ticket_id, content_type=content_type),
-            filename=filename,
-            declared_size=size,
-            content_type=content_type,
-            metadata=metadata or {},
-            reserved_bytes=size,
-            mode=mode,
-            expires_at=expires_at,
-        )
-    return ticket
 
 
 def ticket_expire(*, ticket_id, cutoff: datetime) -> bool:
