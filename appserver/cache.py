@@ -23,6 +23,7 @@ hash slot, as cluster proxies require.
 
 from __future__ import annotations
 
+import os
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
@@ -150,6 +151,23 @@ end
 return {hits, left}
 """
 
+# KEYS[1]: a sorted set of request times (ms). ARGV[1]: now (ms), ARGV[2]: window (ms),
+# ARGV[3]: requests allowed in any window, ARGV[4]: this request's member (unique). Drops the
+# times that left the window, then logs this request only if the window has room. Returns
+# {1, 0} when logged, else {0, ms until the oldest logged request leaves the window}.
+_SLIDING_LOG_HIT = """
+local now, window = tonumber(ARGV[1]), tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  if #oldest == 0 then return {0, window} end
+  return {0, tonumber(oldest[2]) + window - now}
+end
+redis.call('ZADD', KEYS[1], now, ARGV[4])
+redis.call('PEXPIRE', KEYS[1], window)
+return {1, 0}
+"""
+
 # A GET sent as a script: read/write splitting proxies send scripts to the master, whereas a
 # GET may be answered by a read replica that has not yet received the latest write.
 _GET_FROM_PRIMARY = "return redis.call('GET', KEYS[1])"
@@ -187,6 +205,24 @@ class RedisCache(DjangoRedisCache):
         )
         value = self._cache._serializer.loads(raw[0]) if raw and raw[0] is not None else None
         return int(hits), int(ms_left) / 1000, value
+
+    def sliding_log_hit(
+        self, key: str, *, window_seconds: float, limit: int, now: float
+    ) -> tuple[bool, float]:
+        """Log a request at `now` (seconds) unless `limit` requests are already logged within
+        the last `window_seconds`: DRF's SimpleRateThrottle rule, decided by Redis in one atomic
+        round trip, so it holds exactly however many workers and instances count at once (DRF
+        reads the log and writes it back, and concurrent requests overwrite each other's).
+
+        Returns (logged, seconds until the window has room again)."""
+        full_key = self.make_key(key)
+        client = self._cache.get_client(full_key, write=True)
+        logged, ms_left = self._script(client, _SLIDING_LOG_HIT)(
+            keys=[full_key],
+            args=[int(now * 1000), int(window_seconds * 1000), limit, os.urandom(8).hex()],
+            client=client,
+        )
+        return bool(logged), int(ms_left) / 1000
 
     def get_from_primary(self, key: str, default=None):
         """cache.get, answered by the primary even behind a read/write splitting proxy."""
