@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 import uuid
 
-from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -38,6 +37,7 @@ from uploads.serializers import (
     UploadListFilterSerializer,
     UploadPageOutputSerializer,
     UsageOutputSerializer,
+    ticket_body,
     upload_rows,
 )
 
@@ -74,24 +74,7 @@ class TicketCreateApi(APIView):
         except services.QuotaExceeded:
             metrics.quota_refused(stage="ticket")
             raise
-        issued = signed.issued
-        ticket = issued.ticket
-        body = {
-            "id": ticket.id,
-            "key": ticket.key,
-            "bucket": ticket.bucket,
-            "endpoint": settings.OSS_PUBLIC_ENDPOINT,
-            "region": settings.OSS_REGION,
-            "content_type": ticket.content_type,
-            "max_size": ticket.declared_size,
-            "expires_at": ticket.expires_at,
-            "headers": issued.headers,
-            "callback": issued.callback,
-            "mode": ticket.mode,
-        }
-        if signed.upload is not None:
-            body["upload"] = signed.upload
-        return Response(TicketOutputSerializer(body).data, status=status.HTTP_201_CREATED)
+        return Response(ticket_body(signed), status=status.HTTP_201_CREATED)
 
 
 class ConfirmThrottle(TicketThrottle):

@@ -1,8 +1,10 @@
-"""GET /api/uploads/ renders its page without the serializer (uploads.serializers.upload_rows);
-what it renders is exactly what UploadOutputSerializer, the documented shape, renders."""
+"""GET /api/uploads/ and POST /api/uploads/tickets/ render their answers without serializers
+(uploads.serializers.upload_rows, ticket_body); what they render is exactly what the
+documented serializers (UploadOutputSerializer, TicketOutputSerializer) render."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -10,7 +12,14 @@ import pytest
 from tests.factories import UploadFactory
 from uploads import selectors
 from uploads.models import Upload
-from uploads.serializers import UploadOutputSerializer, upload_rows
+from uploads.serializers import (
+    TicketOutputSerializer,
+    UploadOutputSerializer,
+    ticket_body,
+    ticket_fields,
+    upload_rows,
+)
+from uploads.signing import ticket_issue_signed
 
 pytestmark = pytest.mark.django_db
 
@@ -49,3 +58,21 @@ def test_the_list_endpoint_answers_the_rows(auth_client, user, alibaba):
     assert jpeg["metadata"] == {"album": "Été", "n": "1"}
     assert set(jpeg["variants"]) == {"thumbnail", "preview"}
     assert next(r for r in results if r["content_type"] == "application/pdf")["variants"] == {}
+
+
+@pytest.mark.parametrize("mode", ["sts", "url", "form"])
+def test_the_ticket_answer_is_what_the_serializer_renders(user, alibaba, mode):
+    """POST /api/uploads/tickets/ renders its answer without TicketOutputSerializer
+    (uploads.serializers.ticket_body); it is exactly what the documented serializer renders."""
+    signed = ticket_issue_signed(
+        user=user,
+        mode=mode,
+        filename="a.png",
+        size=1000,
+        content_type="image/png",
+        metadata={"album": "Été"},
+    )
+    body = ticket_body(signed)
+    assert body == TicketOutputSerializer(ticket_fields(signed)).data
+    assert ("upload" in body) is (mode != "sts")
+    assert json.loads(json.dumps(body)) == body  # nothing left for the renderer to convert
