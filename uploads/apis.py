@@ -122,9 +122,12 @@ class UploadListApi(APIView):
     def get(self, request: Request) -> Response:
         # A plain dict, not the QueryDict: DRF reads "?created_before=" from a QueryDict as
         # absent, and an empty filter is refused (400) like any invalid one.
-        filters = UploadListFilterSerializer(data=request.query_params.dict())
-        filters.is_valid(raise_exception=True)
-        uploads = selectors.upload_list(user=request.user, **filters.validated_data)
+        filters = {}
+        if request.query_params:  # the first page usually has none: nothing to validate
+            serializer = UploadListFilterSerializer(data=request.query_params.dict())
+            serializer.is_valid(raise_exception=True)
+            filters = serializer.validated_data
+        uploads = selectors.upload_list(user=request.user, **filters)
         paginator = UploadPagination()
         page = paginator.paginate_queryset(uploads, request, view=self)
         variants = selectors.upload_variants(uploads=page)
