@@ -15,7 +15,9 @@
    alike;
 4. per endpoint: mean req/s, median p50 and p99 latency, CPU per request of the gunicorn workers
    (from /proc; PostgreSQL and Redis are left out: on a shared machine their CPU is everyone's),
-   and the ratio to its anchor with the target.
+   the ratio to its anchor with the target, and the ratio to its floor: the same guarantees at
+   their least cost on the anchor's stack (bench/anchor/floors.py). Below the floor's own ratio
+   no stack can go while keeping them; between the two is the cost of this project's stack.
 
 The project's endpoints keep every check in the path (suspension, throttles with rates no bench
 reaches, quotas set high so the reservations written by the tickets run never hit them).
@@ -53,16 +55,44 @@ from bench.credentials_bench import (  # noqa: E402
 PYTHON = sys.executable
 GUNICORN = str(Path(PYTHON).parent / "gunicorn")
 
-# (name, server, method, path, anchor it is compared with, target ratio or None: report only)
+# (name, server, method, path, anchor it is compared with, target ratio or None: report only,
+# the floor it is compared with: bench/anchor/floors.py)
 ENDPOINTS = [
-    ("anchor plain JsonResponse", "anchor", "GET", "/plain/", None, None),
-    ("anchor DRF stateless JWT", "anchor", "GET", "/stateless/", None, None),
-    ("anchor DRF JWT + user SELECT", "anchor", "GET", "/dbauth/", None, None),
-    ("GET /api/sts/credentials/", "app", "GET", "/api/sts/credentials/", "stateless", 0.8),
-    ("POST /api/uploads/tickets/", "app", "POST", "/api/uploads/tickets/", "dbauth", 0.5),
-    ("GET /api/uploads/ (50 items)", "app", "GET", "/api/uploads/", "dbauth", 0.5),
-    ("GET /api/auth/me/", "app", "GET", "/api/auth/me/", "dbauth", None),
-    ("POST /api/auth/refresh/", "app", "REFRESH", "/api/auth/refresh/", "dbauth", None),
+    ("anchor plain JsonResponse", "anchor", "GET", "/plain/", None, None, None),
+    ("anchor DRF stateless JWT", "anchor", "GET", "/stateless/", None, None, None),
+    ("anchor DRF JWT + user SELECT", "anchor", "GET", "/dbauth/", None, None, None),
+    ("floor of credentials", "anchor", "GET", "/floor/credentials/", "stateless", None, None),
+    ("floor of tickets", "anchor", "POST", "/floor/tickets/", "dbauth", None, None),
+    ("floor of the list (50 items)", "anchor", "GET", "/floor/uploads/", "dbauth", None, None),
+    (
+        "GET /api/sts/credentials/",
+        "app",
+        "GET",
+        "/api/sts/credentials/",
+        "stateless",
+        0.8,
+        "floor of credentials",
+    ),
+    (
+        "POST /api/uploads/tickets/",
+        "app",
+        "POST",
+        "/api/uploads/tickets/",
+        "dbauth",
+        0.5,
+        "floor of tickets",
+    ),
+    (
+        "GET /api/uploads/ (50 items)",
+        "app",
+        "GET",
+        "/api/uploads/",
+        "dbauth",
+        0.5,
+        "floor of the list (50 items)",
+    ),
+    ("GET /api/auth/me/", "app", "GET", "/api/auth/me/", "dbauth", None, None),
+    ("POST /api/auth/refresh/", "app", "REFRESH", "/api/auth/refresh/", "dbauth", None, None),
 ]
 TICKET_BODY = json.dumps({"filename": "photo.jpg", "size": 123456, "content_type": "image/jpeg"})
 
@@ -278,6 +308,8 @@ def main() -> None:
     anchor_env = {
         **common,
         "ANCHOR_DATABASE_URL": anchor_url,
+        "ANCHOR_REDIS_URL": app_env["REDIS_URL"],
+        "ANCHOR_KEY_PREFIX": app_env["CACHE_KEY_PREFIX"] + "-floors",
         "GUNICORN_BIND": f"127.0.0.1:{anchor_port}",
         "GUNICORN_ACCESS_LOG": str(BASE_DIR / "var" / "framework_bench_anchor_access.log"),
     }
@@ -322,7 +354,7 @@ def main() -> None:
         wait_http(servers["app"][0] + "/healthz")
         wait_http(servers["anchor"][0] + "/plain/")
         session = requests.Session()
-        for name, server, method, path, _, _ in endpoints:  # warm every path on both workers
+        for name, server, method, path, *_ in endpoints:  # warm every path on both workers
             base = servers[server][0]
             tokens = anchor_tokens if server == "anchor" else app_tokens
             if method == "REFRESH":
@@ -348,7 +380,7 @@ def main() -> None:
             f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
         )
         for round_number in range(args.rounds):
-            for name, server, method, path, _, _ in endpoints:
+            for name, server, method, path, *_ in endpoints:
                 base, process = servers[server]
                 pids = worker_pids(process.pid)
                 before = cpu_seconds(pids)
@@ -398,7 +430,7 @@ def main() -> None:
     }
     print()
     print(f"{'endpoint':<31} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'CPU ms':>7}  ratio")
-    for name, _server, _, _, anchor_name, target in endpoints:
+    for name, _server, _, _, anchor_name, target, floor in endpoints:
         row = summary[name]
         line = (
             f"{name:<31} {row['rate']:8.1f} {row['p50']:7.2f} {row['p99']:7.2f} "
@@ -410,6 +442,8 @@ def main() -> None:
             line += f"  {ratio:.2f}x {anchor_name} anchor (CPU {cpu_ratio:.2f}x)"
             if target is not None:
                 line += f", target >= {target:.1f}: {'met' if ratio >= target else 'NOT met'}"
+            if floor is not None:
+                line += f"; {row['rate'] / summary[floor]['rate']:.2f}x its floor"
         print(line)
     print(f"load average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     if any(r["non_2xx"] or r["socket_errors"] for rs in results.values() for r in rs):

@@ -8,6 +8,7 @@ its own database (ANCHOR_DATABASE_URL).
     GET /stateless/  DRF APIView + simplejwt's JWTStatelessUserAuthentication (signature and
                      expiry only), answering a credentials-sized JSON body.
     GET /dbauth/     the same with simplejwt's JWTAuthentication (one user SELECT per request).
+    /floor/...       each hot endpoint's guarantees at their least cost (floors.py).
 
 bench/framework_bench.py runs it as `gunicorn anchor:application --pythonpath bench/anchor`;
 `python bench/anchor/anchor.py tokens N` migrates, creates N users and prints an access token
@@ -57,6 +58,7 @@ settings.configure(
 django.setup()
 
 from django.core.wsgi import get_wsgi_application  # noqa: E402
+from floors import CredentialsFloor, TicketsFloor, UploadsFloor, floors_setup  # noqa: E402
 from rest_framework.response import Response  # noqa: E402
 from rest_framework.views import APIView  # noqa: E402
 from rest_framework_simplejwt.authentication import (  # noqa: E402
@@ -103,6 +105,9 @@ urlpatterns = [
     path("plain/", plain),
     path("stateless/", StatelessApi.as_view()),
     path("dbauth/", DbAuthApi.as_view()),
+    path("floor/credentials/", CredentialsFloor.as_view()),
+    path("floor/tickets/", TicketsFloor.as_view()),
+    path("floor/uploads/", UploadsFloor.as_view()),
 ]
 
 application = get_wsgi_application()
@@ -115,8 +120,9 @@ def _tokens(count: int) -> None:
 
     call_command("migrate", verbosity=0)
     User.objects.filter(username__startswith="anchor-").delete()
-    for number in range(count):
-        user = User.objects.create_user(f"anchor-{number}", password=None)
+    users = [User.objects.create_user(f"anchor-{number}", password=None) for number in range(count)]
+    floors_setup([user.pk for user in users])
+    for user in users:
         print(AccessToken.for_user(user))
 
 
