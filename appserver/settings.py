@@ -4,64 +4,26 @@ With nothing set, the server runs on the embedded default: SQLite, a local-memor
 local STS/OSS emulator (`python -m emulator`) with its development keys. `APP_ENV=production`
 switches every default to the safe side and refuses to start without the secrets it needs.
 Every setting is listed, with its variable and default, in docs/configuration.md.
+
+The sections that stand on their own (the databases and cache, the browser surface, Alibaba
+Cloud, observability, uploads) are modules of appserver/conf/, imported here by name where
+their section is: this module names every setting there is, and the environment is read in the
+order of the sections.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import re
 from datetime import timedelta
-from pathlib import Path
 
-import environ
-from csp.constants import NONCE, NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
-BASE_DIR = Path(__file__).resolve().parent.parent
-
-
-class _Env(environ.Env):
-    """django-environ, with a message that names the variable when a value does not parse
-    (`STS_DURATION_SECONDS=1h` stops the start with that, not with int()'s traceback)."""
-
-    def get_value(self, var, cast=None, default=environ.Env.NOTSET, parse_default=False):
-        try:
-            return super().get_value(var, cast=cast, default=default, parse_default=parse_default)
-        except ValueError:
-            kind = {int: "a whole number", float: "a number"}.get(cast, f"a valid {cast}")
-            raise ImproperlyConfigured(
-                f"{var} must be {kind}, not {self.ENVIRON.get(var)!r} (see docs/configuration.md)."
-            ) from None
-
-
-env = _Env()
-# A developer's own overrides; never committed (see .env.example).
-if (BASE_DIR / ".env").is_file():
-    environ.Env.read_env(BASE_DIR / ".env")
-
-APP_ENV = env.str("APP_ENV", default="local")
-if APP_ENV not in {"local", "production"}:
-    raise ImproperlyConfigured(f"APP_ENV must be 'local' or 'production', not {APP_ENV!r}.")
-PRODUCTION = APP_ENV == "production"
-
-
-def _required(name: str, cast=str, local_default=None):
-    """A setting production must be given; locally it falls back to the embedded default."""
-    if name in env.ENVIRON and env.ENVIRON[name] != "":
-        return env.get_value(name, cast=cast)
-    if PRODUCTION:
-        raise ImproperlyConfigured(
-            f"{name} is not set. APP_ENV=production needs it: set it in the environment "
-            "(see .env.example and docs/configuration.md)."
-        )
-    return local_default
-
+from appserver.conf.environment import APP_ENV, BASE_DIR, PRODUCTION, env, required
 
 # --- Core -------------------------------------------------------------------------------------
-SECRET_KEY = _required("SECRET_KEY", local_default="local-development-only-" + "x" * 40)
+SECRET_KEY = required("SECRET_KEY", local_default="local-development-only-" + "x" * 40)
 DEBUG = env.bool("DEBUG", default=not PRODUCTION)
 ALLOWED_HOSTS = (
-    _required("ALLOWED_HOSTS", cast=list)
+    required("ALLOWED_HOSTS", cast=list)
     if PRODUCTION
     else env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
 )
@@ -140,95 +102,18 @@ TEMPLATES = [
     },
 ]
 
-# --- Database and cache -----------------------------------------------------------------------
-DATABASE_URL = _required(
-    "DATABASE_URL", local_default=f"sqlite:///{BASE_DIR / 'var' / 'db.sqlite3'}"
+# --- Database and cache (appserver/conf/database.py) ------------------------------------------
+from appserver.conf.database import (
+    CACHE_KEY_PREFIX,
+    CACHES,
+    DATABASE_ROUTERS,
+    DATABASE_URL,
+    DATABASES,
+    REDIS_URL,
+    REPORTS_DATABASE,
+    REPORTS_DATABASE_URL,
+    REPORTS_MAX_STALENESS_SECONDS,
 )
-DATABASES = {"default": env.db_url_config(DATABASE_URL)}
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # The same backend, with a health check that polls the socket instead of a round trip,
-    # and server-side binding for the hot statements that ask for it (appserver/db/base.py).
-    DATABASES["default"]["ENGINE"] = "appserver.db"
-    _prepare_threshold = env.str("DB_PREPARE_THRESHOLD", default="5").strip()
-    if _prepare_threshold and not _prepare_threshold.isdigit():
-        raise ImproperlyConfigured(
-            "DB_PREPARE_THRESHOLD must be a whole number, or empty to never prepare statements."
-        )
-    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = (
-        int(_prepare_threshold) if _prepare_threshold else None
-    )
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    (BASE_DIR / "var").mkdir(exist_ok=True)
-    # The embedded default takes concurrent writers (the upload page sends files in parallel):
-    # a transaction takes the write lock when it begins, not when it first writes (two deferred
-    # transactions upgrading their read locks deadlock, and SQLite fails one at once with
-    # "database is locked" whatever the timeout); writers then wait their turn for up to
-    # SQLITE_BUSY_TIMEOUT_SECONDS; WAL lets reads go on while one writes.
-    DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {
-            "transaction_mode": "IMMEDIATE",
-            "timeout": env.float("SQLITE_BUSY_TIMEOUT_SECONDS", default=20.0),
-            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-        }
-    )
-# Reports (the staff API under /api/reports/, the admin dashboard, `manage.py report`) read from
-# this PostgreSQL streaming replica when it is set, so they never load the primary; writes never
-# go there (reports/routing.py). Unset: they read the primary.
-REPORTS_DATABASE_URL = env.str("REPORTS_DATABASE_URL", default="")
-REPORTS_DATABASE: str | None = None  # the alias reports read from; None: the primary
-DATABASE_ROUTERS = ["reports.routing.ReportsRouter"]
-if REPORTS_DATABASE_URL:
-    _replica = env.db_url_config(REPORTS_DATABASE_URL)
-    if DATABASES["default"]["ENGINE"] != "appserver.db" or _replica["ENGINE"] != (
-        "django.db.backends.postgresql"
-    ):
-        raise ImproperlyConfigured(
-            "REPORTS_DATABASE_URL is a PostgreSQL replica of DATABASE_URL: both must be postgres://."
-        )
-    _replica.update(
-        ENGINE="appserver.db.replica",  # read-only sessions, and nothing created in tests
-        CONN_MAX_AGE=DATABASES["default"]["CONN_MAX_AGE"],
-        CONN_HEALTH_CHECKS=True,
-    )
-    # A replica that does not answer fails the report in seconds (503), not a worker's timeout.
-    _replica.setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
-    _replica["OPTIONS"]["options"] = "-c default_transaction_read_only=on"
-    DATABASES["reports"] = _replica
-    REPORTS_DATABASE = "reports"
-# A report answers 503 (Retry-After) rather than show figures older than this: the replica's
-# replay lag, shown on the dashboard (reports/routing.py).
-REPORTS_MAX_STALENESS_SECONDS = env.float("REPORTS_MAX_STALENESS_SECONDS", default=60.0)
-
-REDIS_URL = _required("REDIS_URL", local_default="")
-CACHE_KEY_PREFIX = env.str("CACHE_KEY_PREFIX", default="appserver")
-if REDIS_URL:
-    CACHES = {
-        "default": {
-            # Django's backend, reusing its redis-py client (appserver/cache.py).
-            "BACKEND": "appserver.cache.RedisCache",
-            # Sentinel and cluster locations list several hosts with commas, which Django would
-            # take for read replicas: one URL in a list (appserver/cache.py reads the schemes).
-            "LOCATION": (
-                [REDIS_URL]
-                if REDIS_URL.split("://", 1)[0].endswith(("+sentinel", "+cluster"))
-                else REDIS_URL
-            ),
-            "KEY_PREFIX": CACHE_KEY_PREFIX,
-            "TIMEOUT": 300,
-            # Bounded so a stalled Redis degrades requests instead of hanging workers.
-            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
-        }
-    }
-else:
-    CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-            "LOCATION": "appserver",
-            "KEY_PREFIX": CACHE_KEY_PREFIX,
-        }
-    }
 
 # --- Passwords, i18n, static ------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -272,33 +157,15 @@ SECURE_HSTS_PRELOAD = PRODUCTION
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
-# --- Browser surface: Content-Security-Policy (django-csp) and CORS (django-cors-headers) --------
-# One policy for every response: only this origin's scripts, styles and images, plus inline
-# blocks that carry the response's nonce (the Swagger UI page, the reports dashboard). The
-# upload page adds the OSS endpoint it uploads to and shows thumbnails from
-# (webclient/views.py). No framing at all (X_FRAME_OPTIONS says the same to old browsers).
-CONTENT_SECURITY_POLICY = {
-    "DIRECTIVES": {
-        "default-src": [SELF],
-        "script-src": [SELF, NONCE],
-        "style-src": [SELF, NONCE],
-        "img-src": [SELF, "data:"],
-        "connect-src": [SELF],
-        "font-src": [SELF],
-        "object-src": [NONE],
-        "base-uri": [SELF],
-        "form-action": [SELF],
-        "frame-ancestors": [NONE],
-    }
-}
-# CORS only for what a web app on another origin calls with a JWT (log in, credentials,
-# tickets, uploads): never the OSS callback (server to server), the admin or the reports.
-# No origin is allowed unless listed; no cookies cross (the API authenticates by header).
-CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
-CORS_URLS_REGEX = r"^/api/(auth|sts|uploads)/"
-CORS_ALLOW_CREDENTIALS = False
-CORS_EXPOSE_HEADERS = ["Retry-After", "X-Request-ID"]
-CORS_PREFLIGHT_MAX_AGE = 3600
+# --- Browser surface: CSP and CORS (appserver/conf/browser.py) --------------------------------
+from appserver.conf.browser import (
+    CONTENT_SECURITY_POLICY,
+    CORS_ALLOW_CREDENTIALS,
+    CORS_ALLOWED_ORIGINS,
+    CORS_EXPOSE_HEADERS,
+    CORS_PREFLIGHT_MAX_AGE,
+    CORS_URLS_REGEX,
+)
 
 # --- REST API ---------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -399,169 +266,59 @@ GUEST_TTL_DAYS = env.int("GUEST_TTL_DAYS", default=7)
 # (refreshing keeps a session's start).
 ACCOUNT_ERASE_FRESH_SECONDS = env.int("ACCOUNT_ERASE_FRESH_SECONDS", default=300)
 
-# --- Alibaba Cloud: the server's own RAM user -------------------------------------------------
-# Used to call AssumeRole and for the server's own OSS work (removing refused objects,
-# reconciliation, signed download URLs). Locally: what `python -m emulator` serves with no flags
-# (its development root key pair, role, bucket and region; placeholders, not secrets). Production
-# has no default for any of them.
-ALIBABA_ACCESS_KEY_ID = _required("ALIBABA_ACCESS_KEY_ID", local_default="LTAIemulatorRootKey01")
-ALIBABA_ACCESS_KEY_SECRET = _required(
-    "ALIBABA_ACCESS_KEY_SECRET",
-    local_default="emulator-root-secret-for-local-use-only",
-)
-# The embedded default's ports, the same variables `make run` reads (scripts/run_local.py), so
-# `EMULATOR_PORT=9101 python manage.py reconcile` talks to `EMULATOR_PORT=9101 make run`'s emulator.
-EMULATOR_PORT = env.int("EMULATOR_PORT", default=9100)
-APP_PORT = env.int("APP_PORT", default=8000)
-_EMULATOR_ENDPOINT = f"http://127.0.0.1:{EMULATOR_PORT}"
-
-# --- STS (tokens/) ----------------------------------------------------------------------------
-STS_ENDPOINT = _required("STS_ENDPOINT", local_default=_EMULATOR_ENDPOINT)
-STS_ROLE_ARN = _required(
-    "STS_ROLE_ARN", local_default="acs:ram::1000000000000001:role/app-uploader"
-)
-STS_DURATION_SECONDS = env.int("STS_DURATION_SECONDS", default=3600)
-if STS_DURATION_SECONDS < 900:
-    raise ImproperlyConfigured("STS_DURATION_SECONDS must be at least 900 (STS's minimum).")
-STS_TIMEOUT_SECONDS = env.float("STS_TIMEOUT_SECONDS", default=5.0)
-# Fernet key(s) for credentials cached in Redis, comma-separated (first encrypts, all decrypt);
-# empty = derived from SECRET_KEY with HKDF.
-CREDENTIALS_ENCRYPTION_KEY = env.str("CREDENTIALS_ENCRYPTION_KEY", default="")
-# Cached credentials are handed out only while they have more than the SDKs' 300 s refresh margin
-# plus this window left; after that the next request gets fresh ones.
-CREDENTIALS_SAFETY_WINDOW_SECONDS = env.int("CREDENTIALS_SAFETY_WINDOW_SECONDS", default=300)
-# Each worker reuses what it read of a user's cached credentials from Redis for this many
-# seconds for unmetered requests (the server signing upload URLs and forms, or the rate off);
-# metered requests always count in Redis (tokens/worker_copies.py). 0: no copies.
-CREDENTIALS_LOCAL_SECONDS = env.float("CREDENTIALS_LOCAL_SECONDS", default=5.0)
-# Ledger hand-out counts are batched in each worker and written at most this often (0: at once).
-CREDENTIALS_SERVED_FLUSH_SECONDS = env.float("CREDENTIALS_SERVED_FLUSH_SECONDS", default=10.0)
-# Session policy templates (policies/templates by default), see policies/services.py.
-POLICY_TEMPLATES_DIR = env.path(
-    "POLICY_TEMPLATES_DIR", default=str(BASE_DIR / "policies" / "templates")
+# --- Alibaba Cloud: the RAM user, STS, OSS, upload callbacks (appserver/conf/alibaba.py) ------
+from appserver.conf.alibaba import (
+    ALIBABA_ACCESS_KEY_ID,
+    ALIBABA_ACCESS_KEY_SECRET,
+    APP_PORT,
+    CREDENTIALS_ENCRYPTION_KEY,
+    CREDENTIALS_LOCAL_SECONDS,
+    CREDENTIALS_SAFETY_WINDOW_SECONDS,
+    CREDENTIALS_SERVED_FLUSH_SECONDS,
+    EMULATOR_PORT,
+    OSS_BUCKET,
+    OSS_CALLBACK_KEY_URL_PREFIXES,
+    OSS_CALLBACK_URL,
+    OSS_ENDPOINT,
+    OSS_PATH_STYLE,
+    OSS_PUBLIC_ENDPOINT,
+    OSS_REGION,
+    OSS_SIGNATURE_VERSION,
+    POLICY_TEMPLATES_DIR,
+    STORAGE_PREFIX_TEMPLATE,
+    STS_DURATION_SECONDS,
+    STS_ENDPOINT,
+    STS_ROLE_ARN,
+    STS_TIMEOUT_SECONDS,
 )
 
-# --- OSS --------------------------------------------------------------------------------------
-OSS_BUCKET = _required("OSS_BUCKET", local_default="app-uploads")
-OSS_REGION = _required("OSS_REGION", local_default="cn-hangzhou")
-OSS_ENDPOINT = _required("OSS_ENDPOINT", local_default=_EMULATOR_ENDPOINT)
-# What apps are told to upload to; differs from OSS_ENDPOINT when the server uses an internal one.
-OSS_PUBLIC_ENDPOINT = env.str("OSS_PUBLIC_ENDPOINT", default=OSS_ENDPOINT)
-OSS_SIGNATURE_VERSION = env.str("OSS_SIGNATURE_VERSION", default="v4")
-OSS_PATH_STYLE = env.bool("OSS_PATH_STYLE", default=False)
-STORAGE_PREFIX_TEMPLATE = env.str("STORAGE_PREFIX_TEMPLATE", default="users/{user_public_id}/")
-
-# --- Upload callbacks (uploads/) --------------------------------------------------------------
-OSS_CALLBACK_URL = _required(
-    "OSS_CALLBACK_URL", local_default=f"http://127.0.0.1:{APP_PORT}/api/oss/callback/"
-)
-OSS_CALLBACK_KEY_URL_PREFIXES = env.list(
-    "OSS_CALLBACK_KEY_URL_PREFIXES",
-    default=(
-        ["https://gosspublic.alicdn.com/", "http://gosspublic.alicdn.com/"]
-        if PRODUCTION
-        else [_EMULATOR_ENDPOINT + "/_emulator/"]
-    ),
+# --- Metrics and logging (appserver/conf/observability.py) ------------------------------------
+from appserver.conf.observability import (
+    LOG_FORMAT,
+    LOG_LEVEL,
+    LOGGING,
+    METRICS_ALLOWED_IPS,
+    METRICS_ALLOWED_NETWORKS,
+    METRICS_TOKEN,
 )
 
-# --- Metrics (appserver/metrics/, docs/metrics.md) ------------------------------------------
-# Who may read /metrics: a bearer token, an allow-list of networks, or both. Neither: 404. The
-# local default lets this machine read it (make run); production exposes nothing until told.
-METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
-if METRICS_TOKEN and len(METRICS_TOKEN) < 32:
-    raise ImproperlyConfigured("METRICS_TOKEN must be at least 32 characters long.")
-METRICS_ALLOWED_IPS = env.list(
-    "METRICS_ALLOWED_IPS", default=[] if PRODUCTION else ["127.0.0.0/8", "::1/128"]
+# --- Upload limits, quotas and callback trust (appserver/conf/uploads.py) ---------------------
+from appserver.conf.uploads import (
+    DOWNLOAD_URL_TTL_SECONDS,
+    IMAGE_VARIANT_ENDPOINT,
+    IMAGE_VARIANT_URL_TTL_SECONDS,
+    IMAGE_VARIANTS,
+    OSS_CALLBACK_KEY_FETCH_TIMEOUT_SECONDS,
+    OSS_CALLBACK_PINNED_KEYS,
+    OSS_TIMEOUT_SECONDS,
+    UPLOAD_ALLOWED_CONTENT_TYPES,
+    UPLOAD_CALLBACK_HEAD_CHECK,
+    UPLOAD_CALLBACK_HMAC_KEY,
+    UPLOAD_MAX_SIZE,
+    UPLOAD_QUOTA_BYTES,
+    UPLOAD_QUOTA_OBJECTS,
+    UPLOAD_TICKET_TTL_SECONDS,
 )
-try:
-    METRICS_ALLOWED_NETWORKS = tuple(
-        ipaddress.ip_network(cidr.strip(), strict=False)
-        for cidr in METRICS_ALLOWED_IPS
-        if cidr.strip()
-    )
-except ValueError as exc:
-    raise ImproperlyConfigured(f"METRICS_ALLOWED_IPS: {exc}.") from None
-
-# --- Logging ----------------------------------------------------------------------------------
-LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
-LOG_FORMAT = env.str("LOG_FORMAT", default="json" if PRODUCTION else "text")
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "appserver.logging.RequestIdFilter"}},
-    "formatters": {
-        "json": {"()": "appserver.logging.JsonFormatter"},
-        "text": {"format": "%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"},
-    },
-    "handlers": {
-        "console": {
-            "class": "logging.StreamHandler",
-            "formatter": LOG_FORMAT,
-            "filters": ["request_id"],
-        }
-    },
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {
-        "django.db.backends": {"level": "WARNING"},
-        # The SDKs log request details (including signed URLs) at DEBUG/INFO.
-        "oss2": {"level": "WARNING"},
-        # aliyunsdkcore logs STS's raw error messages at ERROR and bodies with secrets at DEBUG;
-        # tokens/sts.py logs what matters itself.
-        "aliyunsdkcore": {"level": "CRITICAL"},
-    },
-}
-
-# --- Upload limits and quotas (uploads/) ------------------------------------------------------
-UPLOAD_MAX_SIZE = env.int("UPLOAD_MAX_SIZE", default=1024**3)  # bytes, per object
-UPLOAD_ALLOWED_CONTENT_TYPES = env.list(
-    "UPLOAD_ALLOWED_CONTENT_TYPES",
-    default=["image/*", "video/*", "audio/*", "application/pdf", "text/plain"],
-)
-UPLOAD_TICKET_TTL_SECONDS = env.int("UPLOAD_TICKET_TTL_SECONDS", default=3600)
-UPLOAD_QUOTA_BYTES = env.int("UPLOAD_QUOTA_BYTES", default=5 * 1024**3)
-UPLOAD_QUOTA_OBJECTS = env.int("UPLOAD_QUOTA_OBJECTS", default=10000)
-DOWNLOAD_URL_TTL_SECONDS = env.int("DOWNLOAD_URL_TTL_SECONDS", default=300)
-# Derived images listed with each image upload: name -> OSS IMG process ("image/...") or bucket
-# style ("style/<name>"), as JSON. Each becomes a presigned URL in `variants`; {} turns them off.
-IMAGE_VARIANTS = env.json(
-    "IMAGE_VARIANTS",
-    default={
-        "thumbnail": "image/auto-orient,1/resize,m_lfit,w_256,h_256/format,webp",
-        "preview": "image/auto-orient,1/resize,m_lfit,w_1280,h_1280/format,webp",
-    },
-)
-if not isinstance(IMAGE_VARIANTS, dict) or not all(
-    isinstance(name, str)
-    and re.fullmatch(r"[a-z0-9_-]{1,32}", name)
-    and isinstance(process, str)
-    and re.fullmatch(r"(image/|style/)[^\s&#]{1,1000}", process)
-    for name, process in IMAGE_VARIANTS.items()
-):
-    raise ImproperlyConfigured(
-        'IMAGE_VARIANTS: a JSON object like {"thumbnail": "image/resize,w_256/format,webp"}, '
-        "names of 1-32 lowercase letters, digits, - or _, processes starting image/ or style/."
-    )
-IMAGE_VARIANT_URL_TTL_SECONDS = env.int("IMAGE_VARIANT_URL_TTL_SECONDS", default=300)
-# Where variant URLs point, when not OSS_PUBLIC_ENDPOINT: a CDN domain whose origin is the bucket.
-IMAGE_VARIANT_ENDPOINT = env.str("IMAGE_VARIANT_ENDPOINT", default="")
-# Signs the x:ticket callback variable; empty derives a key from SECRET_KEY (salted HMAC).
-UPLOAD_CALLBACK_HMAC_KEY = env.str("UPLOAD_CALLBACK_HMAC_KEY", default="")
-# Callback public keys that are never fetched: URL prefix -> PEM file shipped with the project.
-_ALIBABA_CALLBACK_KEY = str(BASE_DIR / "uploads/keys/alibaba_callback_pub_key_v1.pem")
-OSS_CALLBACK_PINNED_KEYS = {
-    "https://gosspublic.alicdn.com/": _ALIBABA_CALLBACK_KEY,
-    "http://gosspublic.alicdn.com/": _ALIBABA_CALLBACK_KEY,
-}
-# Other allowed key URLs (the emulator's) are fetched once, within this bound, then cached.
-OSS_CALLBACK_KEY_FETCH_TIMEOUT_SECONDS = env.float(
-    "OSS_CALLBACK_KEY_FETCH_TIMEOUT_SECONDS", default=1.5
-)
-# The server's own OSS calls (HeadObject/DeleteObject on the callback path): OSS gives the
-# callback 5 s in all, so each call is bounded well below that.
-OSS_TIMEOUT_SECONDS = env.float("OSS_TIMEOUT_SECONDS", default=1.5)
-# Check a callback's size/type/ETag against HeadObject (the app writes the callback template,
-# so the body's values are only as honest as the app). Off saves one OSS round trip.
-UPLOAD_CALLBACK_HEAD_CHECK = env.bool("UPLOAD_CALLBACK_HEAD_CHECK", default=True)
 
 # --- Reports and reconciliation (reports/) ----------------------------------------------------
 # What `manage.py reconcile --apply` does with an object inside a known user's prefix that has

@@ -30,7 +30,7 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 
 from appserver.errors import ServiceUnavailable
 
-REPLICA_ALIAS = "reports"  # appserver/settings.py defines it from REPORTS_DATABASE_URL
+REPLICA_ALIAS = "reports"  # appserver/conf/database.py defines it from REPORTS_DATABASE_URL
 
 _reading_from: ContextVar[str | None] = ContextVar("reports_reading_from", default=None)
 

@@ -22,8 +22,13 @@ def _compose() -> dict:
 
 
 def _required_settings() -> set[str]:
-    source = (ROOT / "appserver" / "settings.py").read_text()
-    return set(re.findall(r'_required\(\s*"([A-Z_]+)"', source))
+    # The settings module and the parts it imports (appserver/conf/).
+    paths = [
+        ROOT / "appserver" / "settings.py",
+        *sorted((ROOT / "appserver" / "conf").glob("*.py")),
+    ]
+    source = "".join(path.read_text() for path in paths)
+    return set(re.findall(r'\brequired\(\s*"([A-Z_]+)"', source))
 
 
 def _check_deploy(env_overrides: dict[str, str]) -> subprocess.CompletedProcess:

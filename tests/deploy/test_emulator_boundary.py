@@ -92,8 +92,9 @@ def test_the_policy_language_is_pure():
 
 
 def test_the_embedded_settings_point_at_what_the_emulator_serves_by_default():
-    # settings.py spells the emulator's development defaults out instead of importing them; this
-    # keeps the two from drifting apart (`make run` needs them equal).
+    # The settings (appserver/conf/alibaba.py) spell the emulator's development defaults out
+    # instead of importing them; this keeps the two from drifting apart (`make run` needs them
+    # equal).
     from emulator import config
 
     probe = (

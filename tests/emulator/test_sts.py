@@ -1,4 +1,4 @@
-"""STS AssumeRole (emulator/sts.py) driven by the unmodified official SDKs over real HTTP.
+"""STS AssumeRole (emulator/sts/) driven by the unmodified official SDKs over real HTTP.
 
 aliyun-python-sdk-core/-sts (RPC, HMAC-SHA1) and alibabacloud-sts20150401 (ACS3-HMAC-SHA256 by
 default, and the RPC scheme with signature_algorithm='v2') call an in-process emulator on a free

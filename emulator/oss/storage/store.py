@@ -1,28 +1,13 @@
-"""Buckets, objects and multipart uploads, kept in a directory.
+"""The Storage class: the directory and its index, receiving bodies, buckets and objects
+(multipart uploads are its MultipartUploads half, in multipart.py).
 
-Layout under the root:
-  tmp/                 bodies being received; never referenced by anything
-  blobs/<hex>          immutable data files (one per PutObject, part or append)
-  buckets/<name>/bucket.json
-  buckets/<name>/objects/<sha256(key)>.json   an object: its metadata and its list of blobs
-  uploads/<upload id>.json                     a multipart upload in progress and its parts
-
-Why it cannot tear: a body is first streamed into tmp/ and digested; only then, under the
-bucket's lock, is the blob renamed into blobs/ and the object's JSON replaced with os.replace.
-An object is a list of blobs, so an append adds a blob and a completed multipart upload adopts
-its parts' blobs without copying a byte. Readers open their blobs under the same lock, so an
-overwrite that deletes old blobs cannot pull data from under a response being sent.
-
-Memory mode (no data dir) uses the same code on a temporary directory removed at stop.
-The index of buckets, keys and uploads lives in this process: one emulator per data dir.
+Layout and why nothing can tear: emulator/oss/storage/__init__.py.
 """
 
 from __future__ import annotations
 
 import bisect
 import hashlib
-import json
-import logging
 import os
 import secrets
 import shutil
@@ -30,136 +15,34 @@ import tempfile
 import threading
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO
 
-from emulator.oss.checksums import Digest, crc64_combine, multipart_etag
-from emulator.oss.errors import OssError, no_such_bucket, no_such_key, no_such_upload
-
-logger = logging.getLogger("emulator")
+from emulator.oss.checksums import Digest, crc64_combine
+from emulator.oss.errors import OssError, no_such_bucket, no_such_key
+from emulator.oss.storage.multipart import MultipartUploads
+from emulator.oss.storage.records import (
+    Blob,
+    BucketRecord,
+    ObjectRecord,
+    Readable,
+    Segment,
+    UploadRecord,
+    atomic_write_json,
+    key_file,
+    read_json,
+)
 
 _COPY_CHUNK = 1 << 20
 # Chunks at least this big are hashed and written on the pool, in parallel with the next read.
 _PARALLEL_FROM = 64 * 1024
 _POOL = ThreadPoolExecutor(max_workers=6, thread_name_prefix="oss-digest")
-MIN_PART_SIZE = 100 * 1024  # OSS refuses smaller parts, except the last one
-MAX_PART_NUMBER = 10000
 
 
-class Readable(Protocol):
-    def read(self, n: int = -1) -> bytes: ...
+class Storage(MultipartUploads):
+    """Buckets, objects and multipart uploads under one root directory (or a temporary one)."""
 
-
-@dataclass(frozen=True)
-class Blob:
-    """A received body, digested, still in tmp/ until committed."""
-
-    path: Path
-    size: int
-    md5: bytes
-    crc64: int
-
-
-@dataclass(frozen=True)
-class Segment:
-    blob: str  # file name in blobs/
-    size: int
-
-
-@dataclass(frozen=True)
-class ObjectRecord:
-    key: str
-    size: int
-    etag: str  # upper-case hex, unquoted; "<hex>-<n>" for multipart
-    crc64: int
-    content_type: str
-    last_modified: float
-    object_type: str  # Normal | Multipart | Appendable
-    segments: tuple[Segment, ...]
-    user_meta: dict[str, str] = field(default_factory=dict)  # "x-oss-meta-name" -> value
-    headers: dict[str, str] = field(default_factory=dict)  # cache-control, content-disposition...
-
-    def to_json(self) -> dict:
-        data = asdict(self)
-        data["segments"] = [asdict(s) for s in self.segments]
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict) -> ObjectRecord:
-        data = dict(data)
-        data["segments"] = tuple(Segment(**s) for s in data["segments"])
-        return cls(**data)
-
-
-@dataclass(frozen=True)
-class PartRecord:
-    number: int
-    blob: str
-    size: int
-    etag: str
-    md5_hex: str
-    crc64: int
-    last_modified: float
-
-
-@dataclass
-class UploadRecord:
-    upload_id: str
-    bucket: str
-    key: str
-    initiated: float
-    content_type: str
-    user_meta: dict[str, str]
-    headers: dict[str, str]
-    parts: dict[int, PartRecord] = field(default_factory=dict)
-
-    def to_json(self) -> dict:
-        data = asdict(self)
-        data["parts"] = [asdict(p) for p in self.parts.values()]
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict) -> UploadRecord:
-        data = dict(data)
-        data["parts"] = {p["number"]: PartRecord(**p) for p in data["parts"]}
-        return cls(**data)
-
-
-@dataclass
-class BucketRecord:
-    name: str
-    created: float
-    region: str
-    objects: dict[str, ObjectRecord] = field(default_factory=dict)
-    sorted_keys: list[str] = field(default_factory=list)  # the keys of `objects`, in order
-    lock: threading.RLock = field(default_factory=threading.RLock)
-
-
-def _atomic_write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    tmp.write_text(json.dumps(data, separators=(",", ":")))
-    os.replace(tmp, path)
-
-
-def _read_json(path: Path) -> dict | None:
-    """A metadata file, or None (with a warning) when it is missing or unreadable: one damaged
-    file must not keep the emulator from starting."""
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        logger.warning("ignoring unreadable emulator metadata %s: %s", path, exc)
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _key_file(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest() + ".json"
-
-
-class Storage:
     def __init__(self, root: Path | None) -> None:
         self._ephemeral = root is None
         self.root = Path(tempfile.mkdtemp(prefix="oss-emulator-")) if root is None else root
@@ -181,7 +64,7 @@ class Storage:
         self._tmp.mkdir()
         referenced: set[str] = set()
         for bucket_dir in sorted(self._buckets_dir.iterdir()):
-            info = _read_json(bucket_dir / "bucket.json")
+            info = read_json(bucket_dir / "bucket.json")
             if info is None:
                 continue
             bucket = BucketRecord(name=info["name"], created=info["created"], region=info["region"])
@@ -189,7 +72,7 @@ class Storage:
                 if meta_path.name.endswith(".tmp"):  # a metadata write cut short by a crash
                     meta_path.unlink(missing_ok=True)
                     continue
-                data = _read_json(meta_path)
+                data = read_json(meta_path)
                 if data is None:
                     continue
                 record = ObjectRecord.from_json(data)
@@ -198,7 +81,7 @@ class Storage:
             bucket.sorted_keys = sorted(bucket.objects)
             self._buckets[bucket.name] = bucket
         for upload_path in self._uploads_dir.glob("*.json"):
-            data = _read_json(upload_path)
+            data = read_json(upload_path)
             if data is None:
                 continue
             upload = UploadRecord.from_json(data)
@@ -286,7 +169,7 @@ class Storage:
                 return False
             bucket_dir = self._buckets_dir / name
             (bucket_dir / "objects").mkdir(parents=True, exist_ok=True)
-            _atomic_write_json(
+            atomic_write_json(
                 bucket_dir / "bucket.json", {"name": name, "created": now, "region": region}
             )
             self._buckets[name] = BucketRecord(name=name, created=now, region=region)
@@ -320,8 +203,8 @@ class Storage:
     # -- objects ---------------------------------------------------------------------------
 
     def _write_record(self, bucket: BucketRecord, record: ObjectRecord) -> None:
-        path = self._buckets_dir / bucket.name / "objects" / _key_file(record.key)
-        _atomic_write_json(path, record.to_json())
+        path = self._buckets_dir / bucket.name / "objects" / key_file(record.key)
+        atomic_write_json(path, record.to_json())
         if record.key not in bucket.objects:
             bisect.insort(bucket.sorted_keys, record.key)
         bucket.objects[record.key] = record
@@ -436,7 +319,7 @@ class Storage:
             if old is None:
                 return False
             del bucket.sorted_keys[bisect.bisect_left(bucket.sorted_keys, key)]
-            path = self._buckets_dir / bucket.name / "objects" / _key_file(key)
+            path = self._buckets_dir / bucket.name / "objects" / key_file(key)
             path.unlink(missing_ok=True)
             self._drop_blobs(s.blob for s in old.segments)
             return True
@@ -454,159 +337,6 @@ class Storage:
                     break
                 found.append(bucket.objects[key])
             return found
-
-    # -- multipart ---------------------------------------------------------------------------
-
-    def initiate(
-        self,
-        bucket_name: str,
-        key: str,
-        *,
-        now: float,
-        content_type: str,
-        user_meta: dict[str, str],
-        headers: dict[str, str],
-    ) -> UploadRecord:
-        self.bucket(bucket_name)
-        upload = UploadRecord(
-            upload_id=secrets.token_hex(16).upper(),
-            bucket=bucket_name,
-            key=key,
-            initiated=now,
-            content_type=content_type,
-            user_meta=user_meta,
-            headers=headers,
-        )
-        with self._lock:
-            self._uploads[upload.upload_id] = upload
-            _atomic_write_json(self._uploads_dir / f"{upload.upload_id}.json", upload.to_json())
-        return upload
-
-    def upload(self, bucket_name: str, key: str, upload_id: str) -> UploadRecord:
-        with self._lock:
-            upload = self._uploads.get(upload_id)
-            if upload is None or upload.bucket != bucket_name or upload.key != key:
-                raise no_such_upload(upload_id)
-            return upload
-
-    def parts(self, bucket_name: str, key: str, upload_id: str) -> list[PartRecord]:
-        """The upload's parts in part-number order, as of now."""
-        with self._lock:
-            upload = self.upload(bucket_name, key, upload_id)
-            return [upload.parts[n] for n in sorted(upload.parts)]
-
-    def put_part(
-        self, bucket_name: str, key: str, upload_id: str, number: int, blob: Blob, *, now: float
-    ) -> PartRecord:
-        with self._lock:
-            try:
-                upload = self.upload(bucket_name, key, upload_id)
-            except OssError:
-                self.discard(blob)
-                raise
-            part = PartRecord(
-                number=number,
-                blob=self._adopt(blob),
-                size=blob.size,
-                etag=blob.md5.hex().upper(),
-                md5_hex=blob.md5.hex(),
-                crc64=blob.crc64,
-                last_modified=now,
-            )
-            old = upload.parts.get(number)
-            upload.parts[number] = part
-            _atomic_write_json(self._uploads_dir / f"{upload_id}.json", upload.to_json())
-            if old is not None:
-                self._drop_blobs([old.blob])
-            return part
-
-    def list_uploads(self, bucket_name: str) -> list[UploadRecord]:
-        self.bucket(bucket_name)
-        with self._lock:
-            uploads = [u for u in self._uploads.values() if u.bucket == bucket_name]
-        uploads.sort(key=lambda u: (u.key, u.initiated, u.upload_id))
-        return uploads
-
-    def abort(self, bucket_name: str, key: str, upload_id: str) -> None:
-        with self._lock:
-            upload = self.upload(bucket_name, key, upload_id)
-            del self._uploads[upload_id]
-            (self._uploads_dir / f"{upload_id}.json").unlink(missing_ok=True)
-            self._drop_blobs(p.blob for p in upload.parts.values())
-
-    def complete(
-        self,
-        bucket_name: str,
-        key: str,
-        upload_id: str,
-        chosen: list[tuple[int, str]],
-        *,
-        now: float,
-        forbid_overwrite: bool = False,
-    ) -> ObjectRecord:
-        """Assemble the listed parts (number, etag) into the object; unlisted parts are dropped."""
-        bucket = self.bucket(bucket_name)
-        with self._lock, bucket.lock:
-            upload = self.upload(bucket_name, key, upload_id)
-            if not chosen:
-                raise OssError(400, "MalformedXML", "The XML you provided was not well-formed.")
-            parts: list[PartRecord] = []
-            previous = 0
-            for number, etag in chosen:
-                if number <= previous:
-                    raise OssError(
-                        400,
-                        "InvalidPartOrder",
-                        "The list of parts was not in ascending order. Parts list must be "
-                        "specified in order by part number.",
-                    )
-                previous = number
-                part = upload.parts.get(number)
-                if part is None or etag.strip('"').upper() != part.etag:
-                    raise OssError(
-                        400,
-                        "InvalidPart",
-                        "One or more of the specified parts could not be found or the specified "
-                        "entity tag might not have matched the part's entity tag.",
-                        extra={"PartNumber": str(number), "UploadId": upload_id},
-                    )
-                parts.append(part)
-            for part in parts[:-1]:
-                if part.size < MIN_PART_SIZE:
-                    raise OssError(
-                        400,
-                        "EntityTooSmall",
-                        "Your proposed upload is smaller than the minimum allowed size.",
-                        extra={"PartNumber": str(part.number), "UploadId": upload_id},
-                    )
-            old = bucket.objects.get(key)
-            if forbid_overwrite and old is not None:
-                raise OssError(409, "FileAlreadyExists", "The object you specified already exists.")
-            crc = 0
-            for part in parts:
-                crc = crc64_combine(crc, part.crc64, part.size)
-            record = ObjectRecord(
-                key=key,
-                size=sum(p.size for p in parts),
-                etag=multipart_etag([bytes.fromhex(p.md5_hex) for p in parts]),
-                crc64=crc,
-                content_type=upload.content_type,
-                last_modified=now,
-                object_type="Multipart",
-                segments=tuple(Segment(blob=p.blob, size=p.size) for p in parts if p.size),
-                user_meta=upload.user_meta,
-                headers=upload.headers,
-            )
-            self._write_record(bucket, record)
-            del self._uploads[upload_id]
-            (self._uploads_dir / f"{upload_id}.json").unlink(missing_ok=True)
-            used = {p.blob for p in parts}
-            self._drop_blobs(p.blob for p in upload.parts.values() if p.blob not in used)
-            if old is not None:
-                self._drop_blobs(s.blob for s in old.segments)
-            # Blobs of empty parts are not segments of the object.
-            self._drop_blobs(p.blob for p in parts if not p.size)
-            return record
 
 
 class _SliceReader:
