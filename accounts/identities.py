@@ -22,7 +22,7 @@ def _new_username(kind: str) -> str:
     return f"{kind}-{secrets.token_hex(8)}"
 
 
-def _usable(user: User) -> User:
+def _allowed_to_sign_in(user: User) -> User:
     if not user.is_active:
         raise NotAuthenticated("This account is disabled.", code="account_disabled")
     if user.is_suspended:
@@ -57,7 +57,7 @@ def identity_sign_in(*, identity: VerifiedIdentity) -> tuple[User, bool]:
                 provider=identity.provider, subject=identity.subject
             )
     ExternalIdentity.objects.filter(pk=found.pk).update(last_used_at=timezone.now())
-    return _usable(found.user), created
+    return _allowed_to_sign_in(found.user), created
 
 
 def _guest_upgrade_locked(user: User) -> None:

@@ -1,36 +1,24 @@
-"""Counts for /metrics (appserver.metrics, issue #17 item 3), when that module is present:
-deliveries delivered, failed (to be retried) and dead (parked), and the outbox backlog read at
-scrape time. Without it these are no-ops; metrics never fail a delivery."""
+"""The events worker's counts for /metrics (appserver.metrics): deliveries delivered, failed (to be
+retried) and dead (parked), and the outbox backlog, read at scrape time."""
 
 from __future__ import annotations
 
-try:
-    from appserver import metrics as _metrics
-except ImportError:  # the metrics module is not in this build
-    _metrics = None
-
-
-def _count(outcome: str) -> None:
-    record = getattr(_metrics, "event_delivery_record", None)
-    if record is not None:
-        record(outcome=outcome)
+from appserver import metrics
 
 
 def delivered() -> None:
-    _count("delivered")
+    metrics.event_delivery_record(outcome="delivered")
 
 
 def retrying() -> None:
-    _count("failed")
+    metrics.event_delivery_record(outcome="failed")
 
 
 def parked() -> None:
-    _count("dead")
+    metrics.event_delivery_record(outcome="dead")
 
 
 def outbox_source_register() -> None:
-    register = getattr(_metrics, "events_outbox_source_register", None)
-    if register is not None:
-        from events.delivery import backlog
+    from events.delivery import backlog  # events.delivery imports this module
 
-        register(backlog)
+    metrics.events_outbox_source_register(backlog)

@@ -121,7 +121,7 @@ class Fleet:
             base = app_environment(
                 SECRET_KEY=secrets.token_urlsafe(50),
                 DATABASE_URL=primary.url,
-                # Reports read from the replica where the app supports it (#13 item 5).
+                # Reports read from the replica, as in production.
                 REPORTS_DATABASE_URL=replica.url,
                 REDIS_URL=redis.url,
                 STS_ENDPOINT=emulator.endpoint,

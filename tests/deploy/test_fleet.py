@@ -1,4 +1,4 @@
-"""A real fleet (issue #13, item 6): two app instances under gunicorn (two workers each) behind
+"""A real fleet: two app instances under gunicorn (two workers each) behind
 HAProxy, in front of a PostgreSQL primary with a streaming replica, a redis-server and the
 emulator, all of this module's own (scripts/fleet_stack.py), so killing and restarting them
 never touches the shared servers.
