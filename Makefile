@@ -83,7 +83,8 @@ webclient-assets:
 # Benchmarks, on PostgreSQL and Redis (each bench makes its own databases from BENCH_DATABASE_URL
 # and its own Redis key prefix). First bench/framework_bench.py: the hot endpoints beside a
 # minimal DRF + simplejwt service (bench/anchor/) in the same wrk run; then the others.
-# `make bench BENCHES=framework` runs one; BENCH_ARGS goes to each (e.g. --rounds 1).
+# `make bench BENCHES=framework` runs one; BENCH_ARGS goes to each bench run, so with several
+# only options they all take (`make bench BENCHES=framework BENCH_ARGS="--rounds 1"`).
 BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/appserver_bench
 BENCH_REDIS_URL ?= redis://127.0.0.1:6379/14
 BENCHES ?= framework credentials uploads imaging sweep emulator reports fleet
