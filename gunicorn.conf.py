@@ -8,6 +8,7 @@ carry the request id the app answered with (X-Request-ID), so they join the app'
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import shutil
 import tempfile
@@ -61,6 +62,19 @@ def on_starting(server) -> None:
     for entry in os.scandir(_metrics_dir):
         if entry.is_file() and entry.name.endswith(".db"):
             os.remove(entry.path)
+
+
+def pre_fork(server, worker) -> None:
+    # Everything the master imported (the whole app, with preload_app) becomes permanent for the
+    # garbage collector: a worker's full collections no longer walk those ~130,000 objects (about
+    # 60 ms each, measured: one every ~2,000 ticket requests, the spikes of the p99) nor write
+    # to their pages, which stay shared with the master instead of being copied into each worker.
+    gc.freeze()
+
+
+def post_worker_init(worker) -> None:
+    # The same for what the worker loaded itself (all of the app with GUNICORN_PRELOAD=0).
+    gc.freeze()
 
 
 def child_exit(server, worker) -> None:
