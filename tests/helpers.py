@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import multiprocessing
+import os
 import socket
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from django.core.cache import cache
+from django.db import connections
 from rest_framework_simplejwt.tokens import RefreshToken
 
 
@@ -159,3 +162,35 @@ class TcpProxy:
     def close(self) -> None:
         self.cut()
         self.listener.close()
+
+
+def allowed_across_forked_workers(attempt: Callable[[], bool], *, workers: int, tries: int):
+    """(allowed, refused) when `workers` processes forked from this one each call `attempt`
+    `tries` times, all starting at once: every worker with its own state and its own Redis
+    connections, as gunicorn's workers have. `attempt` answers whether it was let through.
+
+    The caller's database connections are closed first (a child must not share their sockets),
+    and a child never runs atexit handlers (which would write to the caller's test database)."""
+    connections.close_all()
+    context = multiprocessing.get_context("fork")
+    start, results = context.Barrier(workers), context.SimpleQueue()
+
+    def worker() -> None:
+        try:
+            start.wait(timeout=60)
+            allowed = sum(bool(attempt()) for _ in range(tries))
+            results.put((allowed, tries - allowed))
+        except BaseException as exc:  # shown by the assertion below
+            results.put((repr(exc), 0))
+        finally:
+            os._exit(0)
+
+    processes = [context.Process(target=worker) for _ in range(workers)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=120)
+    outcomes = [results.get() for _ in processes if not results.empty()]
+    assert len(outcomes) == workers, outcomes
+    assert all(isinstance(allowed, int) for allowed, _ in outcomes), outcomes
+    return sum(a for a, _ in outcomes), sum(r for _, r in outcomes)

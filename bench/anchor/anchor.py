@@ -121,7 +121,7 @@ def _tokens(count: int) -> None:
     call_command("migrate", verbosity=0)
     User.objects.filter(username__startswith="anchor-").delete()
     users = [User.objects.create_user(f"anchor-{number}", password=None) for number in range(count)]
-    floors_setup([user.pk for user in users])
+    floors_setup([user.pk for user in users], body=BODY)
     for user in users:
         print(AccessToken.for_user(user))
 

@@ -19,7 +19,8 @@ stack; the floor against the anchor measures the guarantee.
                               keyset (one SELECT), two presigned image URLs per row (OSS V4:
                               SHA-256 and HMAC-SHA256) and the next cursor.
 
-`floors_setup(user_ids)` makes the tables and the Redis state (anchor.py's `tokens` command).
+`floors_setup(user_ids, body=...)` makes the tables and the Redis state (anchor.py's `tokens`
+command).
 """
 
 from __future__ import annotations
@@ -241,8 +242,9 @@ class UploadsFloor(APIView):
         return Response({"next": cursor_text, "results": results})
 
 
-def floors_setup(user_ids: list[int]) -> None:
-    """The floors' tables (each user with a large quota and 60 rows to list) and Redis state."""
+def floors_setup(user_ids: list[int], *, body: dict) -> None:
+    """The floors' tables (each user with a large quota and 60 rows to list) and Redis state:
+    `body` is the cached credentials answer, sealed."""
     with connection.cursor() as cursor:
         cursor.execute(
             """
@@ -277,20 +279,7 @@ def floors_setup(user_ids: list[int]) -> None:
             """,
             [user_ids, user_ids],
         )
-    entry = SEAL.encrypt(
-        json.dumps(
-            {
-                "AccessKeyId": "STS.NUxxxxxxxxxxxxxxxxxxxxx",
-                "AccessKeySecret": "x" * 44,
-                "SecurityToken": "CAIS" + "x" * 600,
-                "Expiration": "2026-01-01T00:00:00Z",
-                "Bucket": "app-uploads",
-                "Region": "cn-hangzhou",
-                "Endpoint": "https://oss-cn-hangzhou.aliyuncs.com",
-                "Prefix": "users/0123456789abcdef0123456789abcdef/",
-            }
-        ).encode()
-    )
+    entry = SEAL.encrypt(json.dumps(body).encode())
     pipeline = _redis.pipeline(transaction=False)
     for user_id in user_ids:
         epoch, entry_key = _keys(user_id, "epoch", "entry")

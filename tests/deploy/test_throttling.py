@@ -3,17 +3,15 @@ requests in any window of the period), exact however many workers count at once.
 
 from __future__ import annotations
 
-import multiprocessing
-import os
 import time
 
 import pytest
 from django.core.cache import cache
-from django.db import connections
 from rest_framework.request import Request
 from rest_framework.test import APIRequestFactory
 
 from accounts.throttles import LoginIPThrottle
+from tests.helpers import allowed_across_forked_workers
 from uploads.apis import TicketThrottle
 
 pytestmark = pytest.mark.django_db
@@ -84,18 +82,6 @@ def test_a_rate_of_none_is_no_limit_and_zero_refuses(user, settings):
     assert throttle.wait() == pytest.approx(60, abs=0.01)
 
 
-def _worker(user, tries: int, start, results) -> None:
-    try:
-        connections.close_all()
-        start.wait(timeout=60)
-        allowed = sum(TicketThrottle().allow_request(_request(user), None) for _ in range(tries))
-        results.put((allowed, tries - allowed))
-    except BaseException as exc:  # shown by the parent's assertion
-        results.put((repr(exc), 0))
-    finally:
-        os._exit(0)
-
-
 @pytest.mark.parametrize("workers", [1, 16, 64])
 def test_the_limit_is_exact_at_any_number_of_workers(user, settings, workers):
     """The default 120/min of tickets spread over 1, 16 and 64 worker processes (forked from
@@ -103,20 +89,10 @@ def test_the_limit_is_exact_at_any_number_of_workers(user, settings, workers):
     120 let through. DRF's own read-then-write of the log lets through more than that once
     several workers count at the same moment."""
     _set_rates(settings, tickets="120/min")
-    limit, per_worker = 120, max(3, -(-2 * 120 // workers))  # twice the rate in all
-    connections.close_all()  # a forked child must not share this process's database socket
-    context = multiprocessing.get_context("fork")
-    start, results = context.Barrier(workers), context.SimpleQueue()
-    processes = [
-        context.Process(target=_worker, args=(user, per_worker, start, results))
-        for _ in range(workers)
-    ]
-    for process in processes:
-        process.start()
-    for process in processes:
-        process.join(timeout=120)
-    outcomes = [results.get() for _ in processes if not results.empty()]
-    assert len(outcomes) == workers, outcomes
-    assert all(isinstance(a, int) for a, _ in outcomes), outcomes
-    assert sum(a for a, _ in outcomes) == limit
-    assert sum(r for _, r in outcomes) == workers * per_worker - limit
+    per_worker = max(3, -(-2 * 120 // workers))  # twice the rate in all
+    allowed, refused = allowed_across_forked_workers(
+        lambda: TicketThrottle().allow_request(_request(user), None),
+        workers=workers,
+        tries=per_worker,
+    )
+    assert (allowed, refused) == (120, workers * per_worker - 120)

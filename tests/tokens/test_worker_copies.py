@@ -7,16 +7,14 @@ is exact however the requests spread over workers.
 
 from __future__ import annotations
 
-import multiprocessing
-import os
 import time
 
 import pytest
 from django.core.cache import cache
-from django.db import connections
 
 from accounts.services import user_suspend, user_unsuspend
 from appserver.errors import Throttled
+from tests.helpers import allowed_across_forked_workers
 from tokens.services import credentials_cache_key, credentials_issue
 
 pytestmark = pytest.mark.django_db
@@ -101,47 +99,23 @@ def test_one_worker_gets_exactly_the_rate(user, other_user, alibaba, settings):
     assert _ask(other_user).scope == "readwrite"  # the rate is the user's own
 
 
-def _worker(user, requests: int, start, results) -> None:
-    """One worker process: its own Redis connections, copies and memoised decryptions."""
-    allowed = refused = 0
-    try:
-        start.wait(timeout=60)
-        for _ in range(requests):
-            try:
-                credentials_issue(user=user, scope="readwrite", client_ip=None, user_agent="")
-                allowed += 1
-            except Throttled:
-                refused += 1
-        results.put((allowed, refused))
-    except BaseException as exc:  # shown by the parent's assertion
-        results.put((repr(exc), 0))
-    finally:
-        os._exit(0)  # no atexit (the ledger flush would write to the parent's test database)
-
-
 @pytest.mark.parametrize("workers", [1, 16, 64])
 def test_the_rate_is_exact_at_any_number_of_workers(user, alibaba, settings, workers):
     """The default 120/min spread over 1, 16 and 64 worker processes (forked from this one,
-    each with its own state) hammering one real Redis at once: exactly 120 answered."""
+    each with its own state: Redis connections, copies and memoised decryptions) hammering one
+    real Redis at once: exactly 120 answered."""
     settings.CREDENTIALS_LOCAL_SECONDS = 5
     _set_rate(settings, "120/min")
     credentials_issue(user=user, scope="readwrite", client_ip=None, user_agent="", metered=False)
     settings.CREDENTIALS_SERVED_FLUSH_SECONDS = 3600  # the workers never write to the database
-    limit, per_worker = 120, max(3, -(-2 * 120 // workers))  # twice the rate in all
-    connections.close_all()  # a forked child must not share this process's database socket
-    context = multiprocessing.get_context("fork")
-    start, results = context.Barrier(workers), context.SimpleQueue()
-    processes = [
-        context.Process(target=_worker, args=(user, per_worker, start, results))
-        for _ in range(workers)
-    ]
-    for process in processes:
-        process.start()
-    for process in processes:
-        process.join(timeout=120)
-    outcomes = [results.get() for _ in processes if not results.empty()]
-    assert len(outcomes) == workers, outcomes
-    assert all(isinstance(a, int) for a, _ in outcomes), outcomes
-    allowed = sum(a for a, _ in outcomes)
-    assert sum(r for _, r in outcomes) == workers * per_worker - allowed
-    assert allowed == limit
+    per_worker = max(3, -(-2 * 120 // workers))  # twice the rate in all
+
+    def attempt() -> bool:
+        try:
+            credentials_issue(user=user, scope="readwrite", client_ip=None, user_agent="")
+        except Throttled:
+            return False
+        return True
+
+    allowed, refused = allowed_across_forked_workers(attempt, workers=workers, tries=per_worker)
+    assert (allowed, refused) == (120, workers * per_worker - 120)
