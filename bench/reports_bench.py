@@ -20,6 +20,7 @@ and drops it at the end (--keep leaves it for poking around).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import os
 import re
@@ -40,6 +41,9 @@ BENCH_DB = os.environ.get(
     "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/appserver_reports_bench"
 )
 RECON_BUCKET = "bench-reconcile"
+# What every planted object holds, and so every row of the reconciliation bucket says.
+PLANTED = b"x"
+PLANTED_ETAG = hashlib.md5(PLANTED).hexdigest().upper()  # noqa: S324 - what OSS calls the ETag
 
 
 def _admin_dsn(url: str) -> tuple[str, str]:
@@ -250,12 +254,15 @@ def bench_reconcile(objects: int) -> None:
         settings.RECONCILE_GRACE_SECONDS = 0
         emu.storage.create_bucket(RECON_BUCKET, region=emu.config.region, now=emu.clock.now())
         # The first `objects - drift` active uploads (plus `drift` more rows left without an
-        # object) move to the reconciliation bucket.
+        # object) move to the reconciliation bucket, describing what is planted for them below
+        # (size, ETag, type): reconcile compares each row with its object, and only the drift
+        # is to repair.
         with connection.cursor() as cursor:
             cursor.execute(
-                "UPDATE uploads_upload SET bucket = %s WHERE id IN (SELECT id FROM uploads_upload"
-                " WHERE status = 'active' ORDER BY id LIMIT %s)",
-                [RECON_BUCKET, objects],
+                "UPDATE uploads_upload SET bucket = %s, size = %s, etag = %s, content_type = %s"
+                " WHERE id IN (SELECT id FROM uploads_upload WHERE status = 'active'"
+                " ORDER BY id LIMIT %s)",
+                [RECON_BUCKET, len(PLANTED), PLANTED_ETAG, "image/jpeg", objects],
             )
         analyze()
         rows = list(
@@ -270,7 +277,7 @@ def bench_reconcile(objects: int) -> None:
         stored_at = emu.clock.now() - 86400
 
         def plant(key: str) -> None:
-            blob = emu.storage.receive(io.BytesIO(b"x"))
+            blob = emu.storage.receive(io.BytesIO(PLANTED))
             template = ObjectRecord(
                 key=key,
                 size=blob.size,
