@@ -1,11 +1,11 @@
 """A ticket's reservation: the quota check, the lazy expiry and the ticket row, all or nothing.
 
-Two ways to the same result. PostgreSQL runs it as one autocommit statement (`_reserve_at_once`):
-one round trip where the locked path needs six (BEGIN, lock the usage row, lock the overdue
-tickets, expire them, update the usage row, insert the ticket, COMMIT), which was half of a
-ticket request's CPU. Other databases (the embedded default's SQLite) take the locked path.
-tests/uploads/test_reservation_rules.py runs every case through both and requires the same
-verdict and the same rows.
+Two ways to the same result. PostgreSQL runs it as one statement (`_reserve_at_once`):
+one round trip where the locked path needs six or seven (BEGIN, lock the usage row, lock the
+overdue tickets, expire them if there are any, update the usage row, insert the ticket, COMMIT),
+which was half of a ticket request's CPU. Other databases (the embedded default's SQLite) take
+the locked path. tests/uploads/test_reservation_rules.py runs every case through both and
+requires the same verdict and the same rows.
 """
 
 from __future__ import annotations
